@@ -1,0 +1,6 @@
+"""``python -m asyncwsgi``."""
+
+from asyncwsgi.cli import entry
+
+if __name__ == "__main__":
+    entry()

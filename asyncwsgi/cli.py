@@ -1,0 +1,231 @@
+"""``python -m asyncwsgi``: argument parsing and exit codes.
+
+The only module that calls ``sys.exit``. Exit codes: 0 after a clean shutdown, 1 when the
+application cannot be loaded, 2 for a bad option or setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from asyncwsgi import __version__
+from asyncwsgi.config import LOG_LEVELS, LOOPS, Config
+from asyncwsgi.errors import ConfigError, ScriptLoadError
+
+EXIT_OK = 0
+EXIT_LOAD_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _on_off(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, not {value!r}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, not {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncwsgi",
+        description="Serve a WSGI application, reloading its script file when it changes.",
+    )
+    parser.add_argument(
+        "app",
+        metavar="SCRIPT",
+        help="a WSGI script file (.wsgi or .py) or package.module:callable",
+    )
+    parser.add_argument("--version", action="version", version=f"asyncwsgi {__version__}")
+    add = parser.add_argument
+    add(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="ADDR",
+        help="HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeatable (default 127.0.0.1:8000)",
+    )
+    add("--threads", type=_count, help="worker threads for the application (default 8)")
+    add("--callable", help="name of the WSGI callable in the script (default: application)")
+    add(
+        "--script-reloading",
+        type=_on_off,
+        metavar="on|off",
+        help="reload the script when it changes, checked on each request (default on)",
+    )
+    add("--root-path", metavar="PATH", help="mount point, given to the app as SCRIPT_NAME")
+    add(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write an access log line (combined format) per request to stdout (default on)",
+    )
+    add("--log-level", choices=LOG_LEVELS, help="error log level (default info)")
+    add(
+        "--graceful-timeout",
+        type=_seconds,
+        metavar="S",
+        help="seconds to finish requests on shutdown (default 30)",
+    )
+    add(
+        "--keep-alive-timeout",
+        type=_seconds,
+        metavar="S",
+        help="idle keep-alive seconds (default 5)",
+    )
+    add(
+        "--header-timeout",
+        type=_seconds,
+        metavar="S",
+        help="seconds a client has to send its request headers (default 10)",
+    )
+    add(
+        "--limit-request-line",
+        type=_count,
+        metavar="BYTES",
+        help="longest request target (default 8190; longer gets 414)",
+    )
+    add(
+        "--limit-request-fields",
+        type=_count,
+        metavar="N",
+        help="most header fields (default 100; more gets 431)",
+    )
+    add(
+        "--limit-request-field-size",
+        type=_count,
+        metavar="BYTES",
+        help="largest header field (default 8190; larger gets 431)",
+    )
+    add(
+        "--limit-request-body",
+        type=_count,
+        metavar="BYTES",
+        help="largest request body (default 1 GiB, 0 = no limit; larger gets 413)",
+    )
+    add(
+        "--max-connections",
+        type=_count,
+        metavar="N",
+        help="open connections at most (default 4096)",
+    )
+    add("--backlog", type=_count, metavar="N", help="listen backlog (default 2048)")
+    add("--loop", choices=LOOPS, help="event loop (default auto: uvloop when installed)")
+    return parser
+
+
+_OPTION_NAMES = (
+    "threads",
+    "callable",
+    "script_reloading",
+    "root_path",
+    "access_log",
+    "log_level",
+    "graceful_timeout",
+    "keep_alive_timeout",
+    "header_timeout",
+    "limit_request_line",
+    "limit_request_fields",
+    "limit_request_field_size",
+    "limit_request_body",
+    "max_connections",
+    "backlog",
+    "loop",
+)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    options: dict[str, Any] = {
+        name: getattr(args, name) for name in _OPTION_NAMES if getattr(args, name) is not None
+    }
+    if args.bind:
+        options["bind"] = tuple(args.bind)
+    return Config.build(app=args.app, **options)
+
+
+def setup_logging(level: str) -> None:
+    error = logging.getLogger("asyncwsgi.error")
+    if not error.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        )
+        error.addHandler(handler)
+        error.propagate = False
+    error.setLevel(level.upper())
+    access = logging.getLogger("asyncwsgi.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
+    access.setLevel(logging.INFO)
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, max(soft, wanted))
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _print_addresses(addresses: list[str]) -> None:
+    for address in addresses:
+        print(f"Listening on {address}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from asyncwsgi.server import run
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.log_level)
+    _raise_fd_limit(config.max_connections + 64)
+    try:
+        run(config=config, ready=_print_addresses)
+    except ScriptLoadError as exc:
+        cause = exc.__cause__
+        detail = ""
+        if isinstance(cause, SyntaxError) and cause.lineno:
+            detail = f" (line {cause.lineno})"
+        print(f"asyncwsgi: error: {exc}{detail}", file=sys.stderr)
+        return EXIT_LOAD_ERROR
+    except ConfigError as exc:
+        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Exception types raised by asyncwsgi.
+
+Rule: library code raises these; only ``asyncwsgi.cli`` turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+
+class AsyncWSGIError(Exception):
+    """Base class of every error asyncwsgi raises on purpose."""
+
+
+class ConfigError(AsyncWSGIError, ValueError):
+    """A setting has a bad value, or an unknown setting was given."""
+
+
+class ScriptLoadError(AsyncWSGIError):
+    """The WSGI script or module could not be loaded, or has no usable callable."""
+
+    def __init__(self, target: str, message: str) -> None:
+        super().__init__(f"cannot load WSGI application from {target!r}: {message}")
+        self.target = target
+        self.message = message
+
+
+class ClientDisconnected(OSError):
+    """The client went away; raised inside the application by ``wsgi.input`` or ``write()``."""
+
+
+class RequestBodyTooLarge(OSError):
+    """The request body grew past ``limit_request_body`` while the application read it."""

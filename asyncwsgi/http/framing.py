@@ -1,0 +1,117 @@
+"""Response framing: the bytes of a status line, headers and body chunks.
+
+Rule: nothing here imports asyncio or touches a socket. Functions take values and return
+bytes, so they are tested with byte literals and may run on any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Framing of a response body on the wire.
+LENGTH = 0  # Content-Length delimited
+CHUNKED = 1  # Transfer-Encoding: chunked
+UNTIL_CLOSE = 2  # HTTP/1.0 without Content-Length: the body ends when the connection does
+NO_BODY = 3  # HEAD, 1xx, 204, 304
+
+# Headers that describe the connection, not the resource. PEP 3333 forbids applications
+# to send them; the server owns them.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+     "proxy-authenticate", "proxy-authorization"}
+)  # fmt: skip
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+@dataclass(slots=True)
+class Head:
+    """The decided framing of one response."""
+
+    data: bytes
+    framing: int
+    content_length: int  # -1 when not known
+    keep_alive: bool
+    status_code: int
+
+
+def status_allows_body(status_code: int) -> bool:
+    return not (100 <= status_code < 200 or status_code in (204, 304))
+
+
+def build_head(
+    status: str,
+    headers: Iterable[tuple[str, str]],
+    *,
+    http11: bool,
+    keep_alive: bool,
+    is_head: bool,
+    server_headers: bytes,
+    body_length: int = -1,
+) -> Head:
+    """Build the response head.
+
+    ``body_length`` is the length of the whole body when the caller already holds all of
+    it (a one-element response); it becomes the Content-Length when the application gave
+    none. ``server_headers`` are the pre-encoded ``Date``/``Server`` lines.
+    """
+    status_code = int(status[:3])
+    content_length = -1
+    parts = [f"HTTP/1.1 {status}\r\n"]
+    append = parts.append
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _HOP_BY_HOP:
+            if lname == "connection" and "close" in value.lower():
+                keep_alive = False
+            continue
+        if lname == "content-length":
+            try:
+                content_length = int(value)
+            except ValueError:
+                raise ValueError(f"invalid Content-Length header {value!r}") from None
+            if content_length < 0:
+                raise ValueError(f"invalid Content-Length header {value!r}")
+        append(f"{name}: {value}\r\n")
+
+    if is_head or not status_allows_body(status_code):
+        framing = NO_BODY
+        if content_length < 0 and body_length > 0 and is_head:
+            # A HEAD answer carries the length the GET would have had.
+            content_length = body_length
+            append(f"Content-Length: {body_length}\r\n")
+    elif content_length >= 0:
+        framing = LENGTH
+    elif body_length >= 0:
+        framing = LENGTH
+        content_length = body_length
+        append(f"Content-Length: {body_length}\r\n")
+    elif http11:
+        framing = CHUNKED
+        append("Transfer-Encoding: chunked\r\n")
+    else:
+        framing = UNTIL_CLOSE
+        keep_alive = False
+
+    if not keep_alive:
+        append("Connection: close\r\n")
+    elif not http11:
+        append("Connection: keep-alive\r\n")
+    data = "".join(parts).encode("latin-1") + server_headers + b"\r\n"
+    return Head(data, framing, content_length, keep_alive, status_code)
+
+
+def chunk(data: bytes) -> bytes:
+    """Frame ``data`` (non-empty) as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def simple_response(status: str, body: bytes, server_headers: bytes, *, close: bool) -> bytes:
+    """A complete plain-text response, used for errors the server answers by itself."""
+    connection = b"Connection: close\r\n" if close else b""
+    return (
+        b"HTTP/1.1 %b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n%b%b\r\n%b"
+        % (status.encode("latin-1"), len(body), connection, server_headers, body)
+    )

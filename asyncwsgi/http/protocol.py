@@ -1,0 +1,873 @@
+"""One HTTP/1.1 connection: parsing, pipelining, flow control and timeouts.
+
+The file has two halves, and the line between them is the thread a method runs on:
+
+* LOOP SIDE: :class:`HttpProtocol` and every ``_loop_*`` method run on the event loop
+  thread and are the only code that touches the transport.
+* WORKER SIDE: the public methods of :class:`Exchange` and :class:`RequestBody` are called
+  from application threads. They build response bytes where they are called and hand them
+  to the loop through ``ServerState.inbox``; they block (never buffer without bound) when
+  the client is slower than the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any, cast
+
+import httptools
+
+from asyncwsgi.errors import ClientDisconnected, RequestBodyTooLarge
+from asyncwsgi.http.framing import (
+    CHUNKED,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Head,
+    build_head,
+    chunk,
+    simple_response,
+)
+from asyncwsgi.http.state import HttpLimits, ServerState
+
+logger = logging.getLogger("asyncwsgi.error")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A response may be sent while the request body is still arriving; the connection stays
+# usable only if what is left of the body is small enough to read and throw away.
+_DRAIN_LIMIT = 64 * 1024
+# How long a worker waits for the client to send more body or take more response bytes.
+_IO_WAIT = 60.0
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks: answer ``status`` and close the connection."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+# --------------------------------------------------------------------------------------
+# WORKER SIDE (with loop-side feeders): the request body
+# --------------------------------------------------------------------------------------
+
+
+class RequestBody:
+    """Body bytes passed from the loop (producer) to one worker thread (consumer)."""
+
+    __slots__ = (
+        "_chunks",
+        "_cond",
+        "_error",
+        "_expect_continue",
+        "_paused",
+        "_protocol",
+        "_size",
+        "eof",
+        "received",
+    )
+
+    def __init__(self, protocol: HttpProtocol, expect_continue: bool) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._error: BaseException | None = None
+        self._protocol = protocol
+        self._expect_continue = expect_continue
+        self._paused = False
+        self.eof = False
+        self.received = 0
+
+    # -- loop side ---------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bool:
+        """Add body bytes; True when the buffer is full and reading should pause."""
+        with self._cond:
+            self._chunks.append(data)
+            self._size += len(data)
+            self.received += len(data)
+            self._cond.notify()
+            full = self._size > self._protocol.limits.body_buffer
+            if full:
+                self._paused = True
+            return full
+
+    def feed_eof(self) -> None:
+        with self._cond:
+            self.eof = True
+            self._cond.notify()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if not self.eof:
+                self._error = exc
+            self._cond.notify()
+
+    @property
+    def continue_pending(self) -> bool:
+        return self._expect_continue
+
+    # -- worker side -------------------------------------------------------------------
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (all that is buffered if ``size`` < 0), waiting for at
+        least one; ``b""`` once the body has ended."""
+        with self._cond:
+            if self._expect_continue:
+                self._expect_continue = False
+                self._protocol.state.inbox.post(_loop_send_continue, self._protocol, None)
+            chunks = self._chunks
+            deadline = 0.0
+            while not chunks:
+                if self._error is not None:
+                    raise self._error
+                if self.eof:
+                    return b""
+                if deadline == 0.0:
+                    deadline = time.monotonic() + _IO_WAIT
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ClientDisconnected("timed out waiting for the request body")
+                self._cond.wait(remaining)
+            if size < 0 or size >= self._size:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+            else:
+                first = chunks[0]
+                if len(first) <= size:
+                    data = chunks.popleft()
+                else:
+                    data = first[:size]
+                    chunks[0] = first[size:]
+            self._size -= len(data)
+            if self._paused and self._size <= self._protocol.limits.body_buffer // 2:
+                self._paused = False
+                self._protocol.state.inbox.post(_loop_resume_body, self._protocol, None)
+            return data
+
+
+def _loop_send_continue(protocol: HttpProtocol, _: object) -> None:
+    if not protocol.disconnected:
+        protocol.transport.write(_CONTINUE)
+
+
+def _loop_resume_body(protocol: HttpProtocol, _: object) -> None:
+    protocol._set_pause(body=False)
+
+
+# --------------------------------------------------------------------------------------
+# One request and its response
+# --------------------------------------------------------------------------------------
+
+
+class Exchange:
+    """One request and its response.
+
+    The request attributes are fixed once the headers are parsed. The response methods
+    (``respond``, ``write``, ``sendfile``, ``abort``) are for the one worker thread that
+    serves the request.
+    """
+
+    __slots__ = (
+        "_head",
+        "_overrun",
+        "_posted",
+        "_protocol",
+        "_state",
+        "_waiter",
+        "body",
+        "body_length",
+        "body_sent",
+        "client",
+        "error_status",
+        "finished",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "scheme",
+        "server",
+        "started",
+        "written",
+    )
+
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        method: str,
+        path: bytes,
+        query: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        body: RequestBody | None,
+        body_length: int,
+    ) -> None:
+        self._protocol = protocol
+        self._state = protocol.state
+        self.method = method
+        self.path = path
+        self.query = query
+        self.http_version = http_version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.body = body
+        self.body_length = body_length  # -1: chunked
+        self.client = protocol.client
+        self.server = protocol.server
+        self.scheme = protocol.scheme
+        self.started = time.time()
+        self.error_status = ""
+        self.finished = False
+        self._head: Head | None = None
+        self._posted = 0  # response bytes posted to the loop (worker writes it)
+        self.written = 0  # of those, bytes given to the transport (loop writes it)
+        self.body_sent = 0
+        self._overrun = False
+        self._waiter: threading.Event | None = None
+
+    # -- worker side -------------------------------------------------------------------
+
+    @property
+    def head_sent(self) -> bool:
+        return self._head is not None
+
+    @property
+    def disconnected(self) -> bool:
+        return self._protocol.disconnected
+
+    def read_body(self, size: int) -> bytes:
+        body = self.body
+        if body is None:
+            return b""
+        return body.read(size)
+
+    def respond(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        final: bool,
+        body_length: int = -1,
+    ) -> None:
+        """Send the status line and headers with the first part of the body.
+
+        With ``final`` the response is complete after ``body``.
+        """
+        if self._head is not None:
+            raise RuntimeError("response head already sent")
+        if final and body_length < 0:
+            body_length = len(body)
+        head = build_head(
+            status,
+            headers,
+            http11=self.http_version == "1.1",
+            keep_alive=self._may_keep_alive(),
+            is_head=self.method == "HEAD",
+            server_headers=self._state.server_headers,
+            body_length=body_length,
+        )
+        self._head = head
+        self._send(head.data + self._frame(body, final), final)
+
+    def write(self, data: bytes, *, final: bool = False) -> None:
+        """Send more of the body; blocks while the client is behind."""
+        if self._head is None:
+            raise RuntimeError("write() before the response head")
+        self._send(self._frame(data, final), final)
+
+    def sendfile(self, file: Any, offset: int, count: int) -> None:
+        """Send ``count`` bytes of a regular file after the head, with ``os.sendfile`` when
+        the transport allows it, else by reading it here in blocks."""
+        head = self._head
+        if head is None:
+            raise RuntimeError("sendfile() before the response head")
+        if head.framing == LENGTH:
+            count = min(count, head.content_length - self.body_sent)
+        if head.framing == NO_BODY or count <= 0:
+            self.write(b"", final=True)
+            return
+        if head.framing == LENGTH and self._protocol.can_sendfile:
+            done = threading.Event()
+            result: list[BaseException | int] = []
+            self._state.inbox.post(
+                self._protocol._loop_sendfile, self, (file, offset, count, done, result)
+            )
+            while not done.wait(_IO_WAIT):
+                if self._protocol.disconnected:
+                    raise ClientDisconnected("client disconnected during sendfile")
+            outcome = result[0]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome >= 0:
+                self.body_sent += outcome
+                self.write(b"", final=True)
+                return
+            # -1: the loop could not sendfile on this transport; copy instead.
+        file.seek(offset)
+        left = count
+        while left > 0:
+            block = file.read(min(left, 256 * 1024))
+            if not block:
+                break
+            left -= len(block)
+            self.write(block)
+        self.write(b"", final=True)
+
+    def send_error(self, status: str, message: bytes) -> None:
+        """Answer with a server-made error if nothing has been sent yet, else abort."""
+        if self._head is not None:
+            self.abort()
+            return
+        if self.error_status:  # the HTTP layer already knows what went wrong (413, ...)
+            status = self.error_status
+            message = status.encode("latin-1") + b"\n"
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        self.respond(status, headers, message, final=True)
+
+    def abort(self) -> None:
+        """End the response where it stands and close the connection."""
+        if not self.finished:
+            self.finished = True
+            self._state.inbox.post(_loop_abort, self._protocol, self)
+
+    def _may_keep_alive(self) -> bool:
+        if not self.keep_alive or self._state.shutting_down or self._protocol.closing:
+            return False
+        body = self.body
+        if body is None or body.eof:
+            return True
+        if body.continue_pending:
+            # The client is waiting for our go-ahead; it will never send that body now.
+            return False
+        return self.body_length >= 0 and self.body_length - body.received <= _DRAIN_LIMIT
+
+    def _frame(self, data: bytes, final: bool) -> bytes:
+        head = self._head
+        assert head is not None
+        framing = head.framing
+        if framing == LENGTH:
+            left = head.content_length - self.body_sent
+            if len(data) > left:
+                if not self._overrun:
+                    self._overrun = True
+                    logger.error(
+                        "application sent more than its Content-Length (%d) for %s %s; "
+                        "extra bytes dropped",
+                        head.content_length,
+                        self.method,
+                        self.path.decode("latin-1"),
+                    )
+                data = data[:left]
+            self.body_sent += len(data)
+            return data
+        if framing == CHUNKED:
+            self.body_sent += len(data)
+            if final:
+                return chunk(data) + LAST_CHUNK if data else LAST_CHUNK
+            return chunk(data) if data else b""
+        if framing == UNTIL_CLOSE:
+            self.body_sent += len(data)
+            return data
+        return b""
+
+    def _send(self, data: bytes, final: bool) -> None:
+        protocol = self._protocol
+        if protocol.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if final:
+            self.finished = True
+            head = self._head
+            assert head is not None
+            if head.framing == LENGTH and self.body_sent < head.content_length:
+                logger.error(
+                    "application sent %d of the %d bytes its Content-Length promised for "
+                    "%s %s; closing the connection",
+                    self.body_sent,
+                    head.content_length,
+                    self.method,
+                    self.path.decode("latin-1"),
+                )
+                head.keep_alive = False
+            self._state.inbox.post(protocol._loop_write_final, self, data)
+            if self._state.access_log is not None:
+                self._log_access()
+            return
+        if not data:
+            return
+        self._posted += len(data)
+        self._state.inbox.post(protocol._loop_write, self, data)
+        if protocol.write_paused or self._posted - self.written > protocol.limits.write_buffer:
+            self._wait_writable()
+
+    def _wait_writable(self) -> None:
+        protocol = self._protocol
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = threading.Event()
+        deadline = time.monotonic() + _IO_WAIT
+        while True:
+            waiter.clear()
+            if protocol.disconnected:
+                raise ClientDisconnected("client disconnected")
+            if not protocol.write_paused and self._posted - self.written <= (
+                protocol.limits.write_buffer // 2
+            ):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClientDisconnected("timed out waiting for the client to read")
+            waiter.wait(min(remaining, 1.0))
+
+    def _log_access(self) -> None:
+        log = self._state.access_log
+        assert log is not None and self._head is not None
+        referer = user_agent = b"-"
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"referer":
+                referer = value
+            elif lname == b"user-agent":
+                user_agent = value
+        target = self.path + (b"?" + self.query if self.query else b"")
+        host = self.client[0] if self.client else "-"
+        when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.started))
+        log.info(
+            '%s - - [%s] "%s %s HTTP/%s" %d %s "%s" "%s"',
+            host,
+            when,
+            self.method,
+            target.decode("latin-1"),
+            self.http_version,
+            self._head.status_code,
+            self.body_sent or "-",
+            referer.decode("latin-1"),
+            user_agent.decode("latin-1"),
+        )
+
+    # -- loop side ---------------------------------------------------------------------
+
+    def _loop_wake_writer(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+
+
+def _loop_abort(protocol: HttpProtocol, exchange: Exchange) -> None:
+    protocol._abort(exchange)
+
+
+# --------------------------------------------------------------------------------------
+# LOOP SIDE: the connection
+# --------------------------------------------------------------------------------------
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection. Requests are answered one at a time, in order."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.limits: HttpLimits = state.limits
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.disconnected = False
+        self.write_paused = False
+        self.closing = False  # close once the requests already read are answered
+        self.can_sendfile = False
+        self._paused_for_body = False
+        self._paused_for_pipeline = False
+        self._paused_for_writes = False
+        self._reading_paused = False
+        self._active: Exchange | None = None
+        self._queue: deque[Exchange] = deque()
+        self._parsing: Exchange | None = None
+        self._in_message = False  # between message begin and headers complete
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending_reject: tuple[str, str] | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        state = self.state
+        if len(state.connections) >= self.limits.max_connections:
+            logger.warning(
+                "connection limit (%d) reached; refusing a connection",
+                self.limits.max_connections,
+            )
+            transport.write(
+                simple_response(
+                    "503 Service Unavailable", b"Too many connections\n", b"", close=True
+                )
+            )
+            transport.close()
+            self.disconnected = True
+            return
+        state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self.server = (str(sock[0]), int(sock[1]))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        else:
+            raw = transport.get_extra_info("socket")
+            self.can_sendfile = raw is not None and hasattr(os, "sendfile")
+        self._arm_timer(self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disconnected = True
+        self.state.connections.discard(self)
+        self._cancel_timer()
+        gone = ClientDisconnected("client disconnected")
+        for exchange in (self._active, self._parsing, *self._queue):
+            if exchange is not None:
+                if exchange.body is not None:
+                    exchange.body.fail(gone)
+                exchange._loop_wake_writer()
+        self._queue.clear()
+
+    def eof_received(self) -> bool | None:
+        # A client may half-close after sending its request; answer what was read.
+        if self._active is not None or self._queue:
+            self.closing = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._active is not None:
+            self._active._loop_wake_writer()
+        if self._paused_for_writes:
+            self._paused_for_writes = False
+            self._next_request()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except _Reject as exc:
+            self._reject(exc.status, str(exc))
+        except httptools.HttpParserUpgrade:
+            # WSGI has no upgrade; the request was served as a plain one. Bytes that
+            # follow it are not HTTP we can parse, so the connection ends with it.
+            self.closing = True
+            self._set_pause(pipeline=True)
+        except httptools.HttpParserError as exc:
+            self._reject("400 Bad Request", f"malformed request: {exc}")
+
+    # -- httptools callbacks -----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        if self._active is None:
+            self._arm_timer(self.limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.limit_request_line:
+            raise _Reject("414 URI Too Long", "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        self._header_bytes += len(name) + len(value) + 4
+        limits = self.limits
+        if len(headers) > limits.limit_request_fields:
+            raise _Reject("431 Request Header Fields Too Large", "too many header fields")
+        if len(name) + len(value) > limits.limit_request_field_size:
+            raise _Reject("431 Request Header Fields Too Large", "header field too large")
+        if self._header_bytes > limits.limit_request_field_size * 8:
+            raise _Reject("431 Request Header Fields Too Large", "header section too large")
+
+    def on_headers_complete(self) -> None:
+        self._in_message = False
+        self._cancel_timer()
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        content_lengths: list[bytes] = []
+        chunked = False
+        expect_continue = False
+        has_host = False
+        for name, value in self._headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                content_lengths.append(value.strip())
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"expect":
+                if value.strip().lower() != b"100-continue":
+                    raise _Reject("417 Expectation Failed", "unsupported Expect header")
+                expect_continue = version == "1.1"
+            elif lname == b"host":
+                if has_host:
+                    raise _Reject("400 Bad Request", "more than one Host header")
+                has_host = True
+        if content_lengths and chunked:
+            raise _Reject("400 Bad Request", "both Content-Length and Transfer-Encoding")
+        if len(set(content_lengths)) > 1:
+            raise _Reject("400 Bad Request", "conflicting Content-Length headers")
+        if version == "1.1" and not has_host:
+            raise _Reject("400 Bad Request", "HTTP/1.1 request without Host")
+        body_length = 0
+        if content_lengths:
+            raw = content_lengths[0]
+            if not raw.isdigit():
+                raise _Reject("400 Bad Request", "invalid Content-Length")
+            body_length = int(raw)
+        elif chunked:
+            body_length = -1
+        if body_length > self.limits.limit_request_body:
+            raise _Reject("413 Content Too Large", "request body over the limit")
+
+        url = self._url
+        if url[:1] == b"/":
+            path, _, query = url.partition(b"?")
+            path = path.partition(b"#")[0]
+        elif url == b"*":
+            path, query = b"*", b""
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                raise _Reject("400 Bad Request", "invalid request target") from None
+            path = parsed.path or b"/"
+            query = parsed.query or b""
+
+        body = RequestBody(self, expect_continue) if body_length else None
+        exchange = Exchange(
+            self,
+            method,
+            path,
+            query,
+            version,
+            self._headers,
+            parser.should_keep_alive(),
+            body,
+            body_length,
+        )
+        self._parsing = exchange
+        self.state.requests += 1
+        if self._active is None and not self._queue and not self._paused_for_writes:
+            self._start(exchange)
+        else:
+            self._queue.append(exchange)
+            self._set_pause(pipeline=True)
+
+    def on_body(self, data: bytes) -> None:
+        exchange = self._parsing
+        if exchange is None or exchange.body is None:
+            return
+        body = exchange.body
+        if body.received + len(data) > self.limits.limit_request_body:
+            exchange.error_status = "413 Content Too Large"
+            exchange.keep_alive = False
+            body.fail(RequestBodyTooLarge("request body over the limit"))
+            raise _Reject("413 Content Too Large", "request body over the limit")
+        if exchange.finished:
+            # Answered already: this is the small remainder we read to keep the
+            # connection, or more of a body nobody will read.
+            body.received += len(data)
+            return
+        if body.feed(data):
+            self._set_pause(body=True)
+
+    def on_message_complete(self) -> None:
+        exchange = self._parsing
+        self._parsing = None
+        if exchange is not None and exchange.body is not None:
+            exchange.body.feed_eof()
+        if exchange is not None and exchange.finished and exchange is not self._active:
+            # The response went out before the body finished arriving.
+            self._next_request()
+
+    # -- requests and responses --------------------------------------------------------
+
+    def _start(self, exchange: Exchange) -> None:
+        self._active = exchange
+        try:
+            self.state.runner.submit(exchange)
+        except Exception:
+            logger.exception("could not hand a request to the application")
+            self.transport.write(
+                simple_response(
+                    "503 Service Unavailable",
+                    b"Service Unavailable\n",
+                    self.state.server_headers,
+                    close=True,
+                )
+            )
+            self._close()
+
+    def _loop_write(self, exchange: Exchange, data: bytes) -> None:
+        if self.disconnected:
+            return
+        self.transport.write(data)
+        exchange.written += len(data)
+        if exchange._waiter is not None and not self.write_paused:
+            exchange._waiter.set()
+
+    def _loop_write_final(self, exchange: Exchange, data: bytes) -> None:
+        if self.disconnected:
+            return
+        if data:
+            self.transport.write(data)
+        head = exchange._head
+        assert head is not None
+        if not head.keep_alive:
+            self._close()
+            return
+        self._active = None
+        if exchange is self._parsing:
+            # Its body is still arriving: read the (small) rest and discard it.
+            if exchange.body is not None:
+                exchange.body.fail(ClientDisconnected("response already sent"))
+            self._set_pause(body=False, pipeline=False)
+            return
+        self._next_request()
+
+    def _next_request(self) -> None:
+        if self.write_paused:
+            # The client is not reading what we send; read no more from it until it does.
+            self._paused_for_writes = True
+            self._set_pause(pipeline=True)
+            return
+        if self._pending_reject is not None and not self._queue:
+            status, reason = self._pending_reject
+            self._pending_reject = None
+            self._reject(status, reason)
+            return
+        if self._queue:
+            exchange = self._queue.popleft()
+            self._set_pause(pipeline=bool(self._queue), body=False)
+            self._start(exchange)
+            return
+        if self.closing:
+            self._close()
+            return
+        self._set_pause(pipeline=False)
+        if not self._in_message:
+            self._arm_timer(self.limits.keep_alive_timeout)
+
+    def _abort(self, exchange: Exchange) -> None:
+        if not self.disconnected:
+            self.transport.close()
+            self.disconnected = True
+
+    def _loop_sendfile(
+        self,
+        exchange: Exchange,
+        args: tuple[io.BufferedReader, int, int, threading.Event, list[BaseException | int]],
+    ) -> None:
+        file, offset, count, done, result = args
+
+        async def run() -> None:
+            try:
+                sent = await self.state.loop.sendfile(
+                    self.transport, file, offset, count, fallback=False
+                )
+                result.append(sent)
+            except (NotImplementedError, RuntimeError, AttributeError) as exc:
+                if isinstance(exc, RuntimeError) and "sendfile" not in str(exc).lower():
+                    result.append(exc)
+                else:
+                    self.can_sendfile = False
+                    result.append(-1)
+            except BaseException as exc:
+                result.append(exc)
+            finally:
+                done.set()
+
+        if self.disconnected:
+            result.append(ClientDisconnected("client disconnected"))
+            done.set()
+            return
+        self.state.loop.create_task(run())
+
+    # -- errors, timeouts, closing -----------------------------------------------------
+
+    def _reject(self, status: str, reason: str) -> None:
+        if self.disconnected:
+            return
+        if self._active is not None or self._queue:
+            # Answer the requests read before the bad one first, in order.
+            if self._pending_reject is None:
+                self._pending_reject = (status, reason)
+            self.closing = True
+            self._set_pause(pipeline=True)
+            return
+        logger.info("rejecting request from %s: %s (%s)", self._client_text(), status, reason)
+        body = status.encode("latin-1") + b"\n"
+        self.transport.write(simple_response(status, body, self.state.server_headers, close=True))
+        self._close()
+
+    def _client_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
+
+    def _arm_timer(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.state.loop.call_later(delay, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self._active is not None or self._queue or self.disconnected:
+            return
+        if self._in_message:
+            self._reject("408 Request Timeout", "request headers not received in time")
+        else:
+            self._close()
+
+    def _set_pause(self, *, body: bool | None = None, pipeline: bool | None = None) -> None:
+        if body is not None:
+            self._paused_for_body = body
+        if pipeline is not None:
+            self._paused_for_pipeline = pipeline
+        want = self._paused_for_body or self._paused_for_pipeline or self._paused_for_writes
+        if want != self._reading_paused and not self.disconnected:
+            self._reading_paused = want
+            if want:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if not self.disconnected:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise after the requests already read are answered."""
+        self.closing = True
+        if self._active is None and not self._queue and not self._in_message:
+            self._close()

@@ -1,0 +1,201 @@
+"""Script reloading in embedded mode: the per-tick stat cache and the reload itself.
+
+The rules (DESIGN.md section 1):
+
+* The script's status is checked when each request arrives. Every request that arrives in
+  the same event-loop tick shares one :class:`TickStat`. The stat itself is taken by the
+  first worker thread that needs it, never on the loop, so a slow filesystem stalls only
+  requests that must wait for the answer anyway.
+* A change is any difference in (st_mtime_ns, st_size, st_ino, st_dev).
+* A change re-imports the script in the request that saw it; exactly one import per change.
+  Requests that see the change while the import runs wait for it and get the new code.
+* A failed load is remembered with the stat it was seen at: until the file changes again,
+  requests get the error without a new import and without a new log entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from asyncwsgi.errors import ScriptLoadError
+from asyncwsgi.scripts.loader import load_script, module_name_for
+from asyncwsgi.wsgi.types import WSGIApplication
+
+logger = logging.getLogger("asyncwsgi.error")
+
+StatKey = tuple[int, int, int, int]
+
+
+def stat_key(path: str) -> StatKey | None:
+    """The identity of the file's current content, or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+class TickStat:
+    """One stat of a file, shared by all requests that arrived in one loop tick."""
+
+    __slots__ = ("_lock", "_owner", "done", "key", "taken_at")
+
+    def __init__(self, owner: ScriptSource) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self.done = False
+        self.key: StatKey | None = None
+        self.taken_at = 0.0
+
+    def get(self) -> StatKey | None:
+        if not self.done:
+            with self._lock:
+                if not self.done:
+                    self.taken_at = time.monotonic()
+                    self.key = self._owner._stat()
+                    self.done = True
+        return self.key
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What the script gave when loaded at ``key``: an app, or the error it raised."""
+
+    app: WSGIApplication | None
+    error: ScriptLoadError | None
+    key: StatKey | None
+    taken_at: float
+    generation: int
+
+
+class ScriptSource:
+    """A WSGI script file as an application source, reloaded as DESIGN.md section 1 says."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        callable_name: str = "application",
+        reloading: bool = True,
+        mode: str = "embedded",
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.callable_name = callable_name
+        self.reloading = reloading
+        self.mode = mode
+        self.stat_calls = 0
+        self.imports = 0
+        self._lock = threading.Lock()  # one load at a time
+        self._generation = 0  # bumped by force_reload()
+        self._tick: TickStat | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        taken_at = time.monotonic()
+        key = self._stat()
+        _, app = load_script(self.path, callable_name)  # at start-up, errors propagate
+        self.imports += 1
+        self._current = _Loaded(app, None, key, taken_at, 0)
+
+    def _stat(self) -> StatKey | None:
+        self.stat_calls += 1
+        return stat_key(self.path)
+
+    def force_reload(self) -> None:
+        """Make the next request re-import the script even though it has not changed."""
+        self._generation += 1
+
+    # -- event loop thread -------------------------------------------------------------
+
+    def ticket(self) -> TickStat | None:
+        if not self.reloading:
+            return None
+        tick = self._tick
+        if tick is None:
+            tick = self._tick = TickStat(self)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._end_tick)
+        return tick
+
+    def _end_tick(self) -> None:
+        self._tick = None
+
+    # -- worker thread -----------------------------------------------------------------
+
+    def resolve(self, ticket: object) -> WSGIApplication:
+        current = self._current
+        if current.generation == self._generation:
+            if ticket is None:
+                return self._result(current)
+            assert isinstance(ticket, TickStat)
+            key = ticket.get()
+            if key == current.key or ticket.taken_at < current.taken_at:
+                # Unchanged, or a stat older than the one the current code was loaded at.
+                return self._result(current)
+        return self._reload()
+
+    def _result(self, loaded: _Loaded) -> WSGIApplication:
+        if loaded.app is None:
+            assert loaded.error is not None
+            raise loaded.error
+        return loaded.app
+
+    def _reload(self) -> WSGIApplication:
+        with self._lock:
+            generation = self._generation
+            current = self._current
+            taken_at = time.monotonic()
+            key = self._stat()
+            if key == current.key and current.generation == generation:
+                # Someone else's import, done while we waited, is already this version.
+                return self._result(current)
+            if key is None:
+                error = ScriptLoadError(self.path, "the script file does not exist")
+                if current.key is not None or current.error is None:
+                    logger.error("WSGI script '%s' has vanished; answering 500", self.path)
+                self._current = _Loaded(None, error, None, taken_at, generation)
+                raise error
+            started = time.perf_counter()
+            sys.modules.pop(module_name_for(self.path), None)
+            self.imports += 1
+            try:
+                _, app = load_script(self.path, self.callable_name)
+            except ScriptLoadError as exc:
+                logger.error(
+                    "Failed to reload WSGI script '%s' (%s mode): %s",
+                    self.path,
+                    self.mode,
+                    exc.message,
+                    exc_info=exc.__cause__ or exc,
+                )
+                self._current = _Loaded(None, exc, key, taken_at, generation)
+                raise
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.info(
+                "Reloading WSGI script '%s' (%s mode, %.1f ms)", self.path, self.mode, elapsed
+            )
+            self._current = _Loaded(app, None, key, taken_at, generation)
+            return app
+
+
+class StaticSource:
+    """An application that is never reloaded (a callable, or ``module:attr``)."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.stat_calls = 0
+
+    def ticket(self) -> None:
+        return None
+
+    def resolve(self, ticket: object) -> WSGIApplication:
+        return self.app
+
+    def force_reload(self) -> None:
+        """Nothing to reload: a callable has no file behind it."""

@@ -1,0 +1,281 @@
+"""The composition root: sockets, the event loop, signals and shutdown.
+
+This is where the HTTP layer, the WSGI bridge and the script loader meet; none of them
+knows the others. Signal handlers only enqueue the signal; one task dispatches each to a
+``handle_<name>`` method, as gunicorn's arbiter does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asyncwsgi.config import BindAddress, Config
+from asyncwsgi.errors import ConfigError
+from asyncwsgi.http.protocol import HttpProtocol
+from asyncwsgi.http.state import HttpLimits, ServerState
+from asyncwsgi.scripts.loader import load_target
+from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
+from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.runner import WSGIRunner
+from asyncwsgi.wsgi.types import WSGIApplication
+
+logger = logging.getLogger("asyncwsgi.error")
+access_logger = logging.getLogger("asyncwsgi.access")
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+def make_source(config: Config) -> ScriptSource | StaticSource:
+    """Load the application named by the config. Raises ``ScriptLoadError``."""
+    app = config.app
+    if not isinstance(app, str):
+        return StaticSource(app)
+    if config.is_script:
+        return ScriptSource(app, callable_name=config.callable, reloading=config.script_reloading)
+    return StaticSource(load_target(app, config.callable))
+
+
+def open_socket(address: BindAddress, backlog: int) -> socket.socket:
+    """A listening, non-blocking socket for ``address``. Raises ``ConfigError``."""
+    try:
+        if address.kind == "fd":
+            sock = socket.socket(fileno=address.fd)
+        elif address.kind == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.stat(address.path).st_mode):
+                    os.unlink(address.path)  # a stale socket left by an earlier run
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(address.path)
+            sock.listen(backlog)
+        else:
+            infos = socket.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, kind, proto, _, sockaddr = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+    except OSError as exc:
+        raise ConfigError(f"bind {address}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def systemd_sockets() -> list[BindAddress]:
+    """Sockets handed over by systemd socket activation (``LISTEN_FDS``)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    return [BindAddress("fd", fd=3 + i) for i in range(count)]
+
+
+def describe(sock: socket.socket, address: BindAddress) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+class Server:
+    """One running server: what ``serve()`` builds and tears down."""
+
+    def __init__(self, config: Config, source: ScriptSource | StaticSource) -> None:
+        self.config = config
+        self.source = source
+        self.loop = asyncio.get_running_loop()
+        self.pool = ThreadPool(config.threads)
+        self.runner = WSGIRunner(source, self.pool, script_name=config.root_path)
+        limits = HttpLimits(
+            limit_request_line=config.limit_request_line,
+            limit_request_fields=config.limit_request_fields,
+            limit_request_field_size=config.limit_request_field_size,
+            limit_request_body=config.limit_request_body or sys.maxsize,
+            keep_alive_timeout=config.keep_alive_timeout,
+            header_timeout=config.header_timeout,
+            max_connections=config.max_connections,
+        )
+        self.state = ServerState(
+            self.loop,
+            self.runner,
+            limits,
+            access_log=access_logger if config.access_log else None,
+            server_header=config.server_header,
+        )
+        self.servers: list[asyncio.Server] = []
+        self.addresses: list[str] = []
+        self.signals: asyncio.Queue[str] = asyncio.Queue()
+        self.stop = asyncio.Event()
+
+    async def start(self) -> None:
+        binds = list(self.config.bind)
+        inherited = systemd_sockets()
+        if inherited:
+            binds = inherited
+        sockets = [open_socket(b, self.config.backlog) for b in binds]
+        for sock, address in zip(sockets, binds, strict=True):
+            server = await self.loop.create_server(
+                lambda: HttpProtocol(self.state), sock=sock, backlog=self.config.backlog
+            )
+            self.servers.append(server)
+            self.addresses.append(describe(sock, address))
+
+    # -- signals -----------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> list[int]:
+        installed = []
+        for name in _SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                self.loop.add_signal_handler(signum, self.signals.put_nowait, name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a platform without them
+            installed.append(signum)
+        return installed
+
+    async def dispatch_signals(self) -> None:
+        while True:
+            name = await self.signals.get()
+            handler: Callable[[], None] = getattr(self, "handle_" + name[3:].lower())
+            handler()
+
+    def handle_term(self) -> None:
+        logger.info("received SIGTERM; shutting down gracefully")
+        self.stop.set()
+
+    def handle_int(self) -> None:
+        logger.info("received SIGINT; shutting down gracefully")
+        self.stop.set()
+
+    def handle_hup(self) -> None:
+        logger.info("received SIGHUP; the next request reloads the WSGI script")
+        self.source.force_reload()
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        for server in self.servers:
+            server.close()
+        state = self.state
+        state.shutting_down = True
+        for connection in list(state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + self.config.graceful_timeout
+        while state.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if state.connections:
+            logger.warning(
+                "graceful timeout (%.1f s) expired; closing %d connection(s) with requests "
+                "still running",
+                self.config.graceful_timeout,
+                len(state.connections),
+            )
+            for connection in list(state.connections):
+                connection.transport.abort()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        state.close()
+        stuck = await asyncio.to_thread(self.pool.shutdown, 1.0)
+        if stuck:
+            logger.warning("%d worker thread(s) still busy at exit", len(stuck))
+        for address in self.config.bind:
+            if address.kind == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)
+        logger.info(
+            "stopped after %d request(s); %d stat(s) of the WSGI script",
+            state.requests,
+            self.source.stat_calls,
+        )
+
+
+async def serve(
+    app: str | WSGIApplication | None = None,
+    *,
+    config: Config | None = None,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    ready: Callable[[list[str]], Any] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns (or SIGTERM/SIGINT when it is None).
+
+    ``ready`` is called with the listening addresses once the sockets accept connections.
+    Raises ``ConfigError`` for a bad setting and ``ScriptLoadError`` for an application
+    that cannot be loaded, before anything listens.
+    """
+    if config is None:
+        config = Config.build(app=app, **options)
+    elif app is not None or options:
+        config = config.replace(**({"app": app} if app is not None else {}), **options)
+    source = make_source(config)
+    server = Server(config, source)
+    await server.start()
+    installed: list[int] = []
+    dispatcher = asyncio.ensure_future(server.dispatch_signals())
+    waiter: asyncio.Future[Any]
+    if shutdown_trigger is None:
+        installed = server.install_signal_handlers()
+        waiter = asyncio.ensure_future(server.stop.wait())
+    else:
+        installed = [
+            s for s in server.install_signal_handlers() if s == getattr(signal, "SIGHUP", None)
+        ]
+        waiter = asyncio.ensure_future(shutdown_trigger())
+    try:
+        if ready is not None:
+            ready(server.addresses)
+        stopper = asyncio.ensure_future(server.stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+    finally:
+        for signum in installed:
+            server.loop.remove_signal_handler(signum)
+        dispatcher.cancel()
+        await server.shutdown()
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("loop: uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+def run(app: str | WSGIApplication | None = None, **options: Any) -> None:
+    """Run a server in this thread until SIGTERM/SIGINT; see :func:`serve`."""
+    config: Config | None = options.pop("config", None)
+    ready = options.pop("ready", None)
+    if config is None:
+        config = Config.build(app=app, **options)
+    elif app is not None or options:
+        config = config.replace(**({"app": app} if app is not None else {}), **options)
+    loop = new_event_loop(config.loop)
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve(config=config, ready=ready))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,46 @@
+"""Embedded mode: hand each request to the thread pool and run the application there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asyncwsgi.errors import ScriptLoadError
+from asyncwsgi.wsgi.environ import base_environ, build_environ
+from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.response import FileWrapper, call_application
+from asyncwsgi.wsgi.types import AppSource, Exchange
+
+
+class WSGIRunner:
+    """The application runner of embedded mode."""
+
+    def __init__(
+        self,
+        source: AppSource,
+        pool: ThreadPool,
+        *,
+        script_name: str = "",
+        multiprocess: bool = False,
+        errors: Any = None,
+    ) -> None:
+        self._source = source
+        self._pool = pool
+        self._base = base_environ(
+            file_wrapper=FileWrapper,
+            multiprocess=multiprocess,
+            script_name=script_name.rstrip("/"),
+            errors=errors,
+        )
+
+    # Event loop thread.
+    def submit(self, exchange: Exchange) -> None:
+        self._pool.submit(self._serve, exchange, self._source.ticket())
+
+    # Worker thread.
+    def _serve(self, exchange: Exchange, ticket: object) -> None:
+        try:
+            app = self._source.resolve(ticket)
+        except ScriptLoadError:
+            exchange.send_error("500 Internal Server Error", b"Internal Server Error\n")
+            return
+        call_application(app, build_environ(exchange, self._base), exchange)
