@@ -123,7 +123,7 @@ class RequestBody:
         with self._cond:
             if self._expect_continue:
                 self._expect_continue = False
-                self._protocol.state.inbox.post(_loop_send_continue, self._protocol, None)
+                self._protocol.post_io(_loop_send_continue, self._protocol, None)
             chunks = self._chunks
             deadline = 0.0
             while not chunks:
@@ -155,6 +155,7 @@ class RequestBody:
 
 
 def _loop_send_continue(protocol: HttpProtocol, _: object) -> None:
+    protocol.executed += 1
     if not protocol.disconnected:
         protocol.transport.write(_CONTINUE)
 
@@ -301,7 +302,7 @@ class Exchange:
         if head.framing == LENGTH and self._protocol.can_sendfile:
             done = threading.Event()
             result: list[BaseException | int] = []
-            self._state.inbox.post(
+            self._protocol.post_io(
                 self._protocol._loop_sendfile, self, (file, offset, count, done, result)
             )
             while not done.wait(_IO_WAIT):
@@ -340,7 +341,7 @@ class Exchange:
         """End the response where it stands and close the connection."""
         if not self.finished:
             self.finished = True
-            self._state.inbox.post(_loop_abort, self._protocol, self)
+            self._protocol.post_io(_loop_abort, self._protocol, self)
 
     def _may_keep_alive(self) -> bool:
         if not self.keep_alive or self._state.shutting_down or self._protocol.closing:
@@ -400,14 +401,19 @@ class Exchange:
                     self.path.decode("latin-1"),
                 )
                 head.keep_alive = False
-            self._state.inbox.post(protocol._loop_write_final, self, data)
+            if not (
+                protocol.direct_fd >= 0
+                and protocol.posted == protocol.executed
+                and protocol.write_direct(self, data)
+            ):
+                protocol.post_io(protocol._loop_write_final, self, data)
             if self._state.access_log is not None:
                 self._log_access()
             return
         if not data:
             return
         self._posted += len(data)
-        self._state.inbox.post(protocol._loop_write, self, data)
+        protocol.post_io(protocol._loop_write, self, data)
         if protocol.write_paused or self._posted - self.written > protocol.limits.write_buffer:
             self._wait_writable()
 
@@ -465,6 +471,7 @@ class Exchange:
 
 
 def _loop_abort(protocol: HttpProtocol, exchange: Exchange) -> None:
+    protocol.executed += 1
     protocol._abort(exchange)
 
 
@@ -474,13 +481,19 @@ def _loop_abort(protocol: HttpProtocol, exchange: Exchange) -> None:
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One client connection. Requests are answered one at a time, in order."""
+    """One client connection. Requests are answered one at a time, in order.
+
+    ``lock`` guards the hand-over of the connection between the loop and the worker
+    thread that finishes a response (see :meth:`write_direct`): ``_active``, ``_queue``,
+    ``closing``, ``disconnected`` and ``direct_fd``.
+    """
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits: HttpLimits = state.limits
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
+        self.lock = threading.Lock()
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
@@ -488,6 +501,13 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self.closing = False  # close once the requests already read are answered
         self.can_sendfile = False
+        # A duplicate of the socket's fd through which a worker may write a whole final
+        # response itself, sparing the loop a wake-up; -1 where that is not possible (TLS).
+        self.direct_fd = -1
+        # Loop callbacks posted for this connection by workers, and of those, run so far.
+        # Each is written by one thread only; equal means the loop owes us nothing.
+        self.posted = 0
+        self.executed = 0
         self._paused_for_body = False
         self._paused_for_pipeline = False
         self._paused_for_writes = False
@@ -499,7 +519,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # monotonic time the connection times out at; 0: none
         self._pending_reject: tuple[str, str] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -531,13 +551,20 @@ class HttpProtocol(asyncio.Protocol):
             self.scheme = "https"
         else:
             raw = transport.get_extra_info("socket")
-            self.can_sendfile = raw is not None and hasattr(os, "sendfile")
-        self._arm_timer(self.limits.header_timeout)
+            if raw is not None:
+                self.can_sendfile = hasattr(os, "sendfile")
+                try:
+                    self.direct_fd = os.dup(raw.fileno())
+                except OSError:
+                    self.direct_fd = -1
+        self.deadline = time.monotonic() + self.limits.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.disconnected = True
+        with self.lock:
+            self.disconnected = True
+            self._release_fd()
         self.state.connections.discard(self)
-        self._cancel_timer()
+        self.deadline = 0.0
         gone = ClientDisconnected("client disconnected")
         for exchange in (self._active, self._parsing, *self._queue):
             if exchange is not None:
@@ -548,9 +575,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A client may half-close after sending its request; answer what was read.
-        if self._active is not None or self._queue:
-            self.closing = True
-            return True
+        with self.lock:
+            if self._active is not None or self._queue:
+                self.closing = True
+                return True
         return None
 
     def pause_writing(self) -> None:
@@ -572,7 +600,8 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             # WSGI has no upgrade; the request was served as a plain one. Bytes that
             # follow it are not HTTP we can parse, so the connection ends with it.
-            self.closing = True
+            with self.lock:
+                self.closing = True
             self._set_pause(pipeline=True)
         except httptools.HttpParserError as exc:
             self._reject("400 Bad Request", f"malformed request: {exc}")
@@ -585,7 +614,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         if self._active is None:
-            self._arm_timer(self.limits.header_timeout)
+            self.deadline = time.monotonic() + self.limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -606,7 +635,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_message = False
-        self._cancel_timer()
+        self.deadline = 0.0
         parser = self.parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
@@ -673,10 +702,15 @@ class HttpProtocol(asyncio.Protocol):
         )
         self._parsing = exchange
         self.state.requests += 1
-        if self._active is None and not self._queue and not self._paused_for_writes:
+        with self.lock:
+            start = self._active is None and not self._queue and not self._paused_for_writes
+            if start:
+                self._active = exchange
+            else:
+                self._queue.append(exchange)
+        if start:
             self._start(exchange)
         else:
-            self._queue.append(exchange)
             self._set_pause(pipeline=True)
 
     def on_body(self, data: bytes) -> None:
@@ -709,7 +743,6 @@ class HttpProtocol(asyncio.Protocol):
     # -- requests and responses --------------------------------------------------------
 
     def _start(self, exchange: Exchange) -> None:
-        self._active = exchange
         try:
             self.state.runner.submit(exchange)
         except Exception:
@@ -724,7 +757,50 @@ class HttpProtocol(asyncio.Protocol):
             )
             self._close()
 
+    def post_io(self, fn: Any, a: Any, b: Any) -> None:
+        """Worker side: post a loop callback that writes for this connection."""
+        self.posted += 1
+        self.state.inbox.post(fn, a, b)
+
+    def write_direct(self, exchange: Exchange, data: bytes) -> bool:
+        """Worker side: write a final response to the socket from this thread.
+
+        Allowed only while the loop owes this connection nothing (no posted write is
+        pending, the transport's buffer is empty), so bytes cannot be reordered. When all
+        of it is written and the connection simply waits for its next request, the
+        exchange is finished here and the loop is never woken for it. Returns False to
+        say "post it to the loop instead".
+        """
+        with self.lock:
+            fd = self.direct_fd
+            if fd < 0 or self.disconnected or self.transport.get_write_buffer_size():
+                return False
+            try:
+                sent = os.write(fd, data) if data else 0
+            except OSError:  # would block, or the client is gone: let the loop see to it
+                return False
+            if sent < len(data):
+                self.post_io(self._loop_write_final, exchange, data[sent:])
+                return True
+            head = exchange._head
+            assert head is not None
+            if (
+                head.keep_alive
+                and self._active is exchange
+                and not self._queue
+                and self._parsing is not exchange
+                and not self._reading_paused
+                and not self.closing
+                and not self.write_paused
+            ):
+                self.deadline = time.monotonic() + self.limits.keep_alive_timeout
+                self._active = None
+                return True
+            self.post_io(self._loop_write_final, exchange, b"")
+            return True
+
     def _loop_write(self, exchange: Exchange, data: bytes) -> None:
+        self.executed += 1
         if self.disconnected:
             return
         self.transport.write(data)
@@ -733,6 +809,7 @@ class HttpProtocol(asyncio.Protocol):
             exchange._waiter.set()
 
     def _loop_write_final(self, exchange: Exchange, data: bytes) -> None:
+        self.executed += 1
         if self.disconnected:
             return
         if data:
@@ -742,7 +819,8 @@ class HttpProtocol(asyncio.Protocol):
         if not head.keep_alive:
             self._close()
             return
-        self._active = None
+        with self.lock:
+            self._active = None
         if exchange is self._parsing:
             # Its body is still arriving: read the (small) rest and discard it.
             if exchange.body is not None:
@@ -763,7 +841,8 @@ class HttpProtocol(asyncio.Protocol):
             self._reject(status, reason)
             return
         if self._queue:
-            exchange = self._queue.popleft()
+            with self.lock:
+                exchange = self._active = self._queue.popleft()
             self._set_pause(pipeline=bool(self._queue), body=False)
             self._start(exchange)
             return
@@ -772,11 +851,11 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._set_pause(pipeline=False)
         if not self._in_message:
-            self._arm_timer(self.limits.keep_alive_timeout)
+            self.deadline = time.monotonic() + self.limits.keep_alive_timeout
 
     def _abort(self, exchange: Exchange) -> None:
         if not self.disconnected:
-            self.transport.close()
+            self._close()
             self.disconnected = True
 
     def _loop_sendfile(
@@ -784,6 +863,7 @@ class HttpProtocol(asyncio.Protocol):
         exchange: Exchange,
         args: tuple[io.BufferedReader, int, int, threading.Event, list[BaseException | int]],
     ) -> None:
+        self.executed += 1
         file, offset, count, done, result = args
 
         async def run() -> None:
@@ -814,11 +894,14 @@ class HttpProtocol(asyncio.Protocol):
     def _reject(self, status: str, reason: str) -> None:
         if self.disconnected:
             return
-        if self._active is not None or self._queue:
+        with self.lock:
+            busy = self._active is not None or bool(self._queue)
+            if busy:
+                self.closing = True
+        if busy:
             # Answer the requests read before the bad one first, in order.
             if self._pending_reject is None:
                 self._pending_reject = (status, reason)
-            self.closing = True
             self._set_pause(pipeline=True)
             return
         logger.info("rejecting request from %s: %s (%s)", self._client_text(), status, reason)
@@ -829,24 +912,20 @@ class HttpProtocol(asyncio.Protocol):
     def _client_text(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
 
-    def _arm_timer(self, delay: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.state.loop.call_later(delay, self._on_timeout)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timeout(self) -> None:
-        self._timer = None
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's timer: enforce the header and keep-alive timeouts."""
         if self._active is not None or self._queue or self.disconnected:
             return
-        if self._in_message:
-            self._reject("408 Request Timeout", "request headers not received in time")
-        else:
+        if self.state.shutting_down and not self._in_message:
             self._close()
+            return
+        deadline = self.deadline
+        if deadline and now >= deadline:
+            self.deadline = 0.0
+            if self._in_message:
+                self._reject("408 Request Timeout", "request headers not received in time")
+            else:
+                self._close()
 
     def _set_pause(self, *, body: bool | None = None, pipeline: bool | None = None) -> None:
         if body is not None:
@@ -861,13 +940,23 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.transport.resume_reading()
 
+    def _release_fd(self) -> None:
+        # Caller holds self.lock, so no worker is inside os.write() on this fd.
+        if self.direct_fd >= 0:
+            os.close(self.direct_fd)
+            self.direct_fd = -1
+
     def _close(self) -> None:
-        self._cancel_timer()
+        self.deadline = 0.0
+        with self.lock:
+            self._release_fd()
         if not self.disconnected:
             self.transport.close()
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise after the requests already read are answered."""
-        self.closing = True
-        if self._active is None and not self._queue and not self._in_message:
+        with self.lock:
+            self.closing = True
+            idle = self._active is None and not self._queue and not self._in_message
+        if idle:
             self._close()

@@ -106,18 +106,33 @@ class ServerState:
         self.requests = 0
         self._server_line = b"Server: asyncwsgi\r\n" if server_header else b""
         self.server_headers = b""
-        self._date_timer: asyncio.TimerHandle | None = None
-        self._update_date()
-
-    def _update_date(self) -> None:
-        now = time.time()
-        self.server_headers = (
-            b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n" + self._server_line
+        self._second = -1
+        # One timer for the whole server: refreshes the Date header and enforces every
+        # connection's deadline, so requests never create or cancel timers of their own.
+        self._interval = max(
+            0.05, min(1.0, limits.keep_alive_timeout / 4, limits.header_timeout / 4)
         )
-        # Wake just after the next second starts so the header is never a second stale.
-        self._date_timer = self.loop.call_later(1.0 - (now % 1.0) + 0.001, self._update_date)
+        self._timer: asyncio.TimerHandle | None = None
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self.server_headers = (
+                b"Date: "
+                + formatdate(now, usegmt=True).encode("ascii")
+                + b"\r\n"
+                + self._server_line
+            )
+        if self.connections:
+            monotonic = time.monotonic()
+            for connection in list(self.connections):
+                connection.check_deadline(monotonic)
+        self._timer = self.loop.call_later(self._interval, self._tick)
 
     def close(self) -> None:
-        if self._date_timer is not None:
-            self._date_timer.cancel()
-            self._date_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
