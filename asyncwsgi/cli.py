@@ -209,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"asyncwsgi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.log_level)
-    _raise_fd_limit(config.max_connections + 64)
+    # Two descriptors per connection: the socket and the duplicate workers write to.
+    _raise_fd_limit(2 * config.max_connections + 64)
     try:
         run(config=config, ready=_print_addresses)
     except ScriptLoadError as exc:

@@ -13,11 +13,26 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import cast
 
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.wsgi.types import WSGIApplication
+
+
+class _ScriptLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the script from its source on every load.
+
+    The bytecode cache (``__pycache__``) is validated by whole-second mtime and size only,
+    so after a same-second, same-size edit, or a rename that keeps both, it would run the
+    old code. A script is one file; compiling it is cheap.
+    """
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        source = self.get_data(path)
+        code: CodeType = compile(source, path, "exec", dont_inherit=True)
+        return code
 
 
 def is_script_path(target: str) -> bool:
@@ -40,7 +55,7 @@ def load_script(
     """
     path = os.path.abspath(path)
     name = module_name_for(path)
-    loader = importlib.machinery.SourceFileLoader(name, path)
+    loader = _ScriptLoader(name, path)
     spec = importlib.util.spec_from_file_location(name, path, loader=loader)
     if spec is None:  # pragma: no cover - only for paths importlib cannot represent
         raise ScriptLoadError(path, "not a loadable file")

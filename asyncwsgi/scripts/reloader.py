@@ -96,7 +96,7 @@ class ScriptSource:
         self._tick: TickStat | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         taken_at = time.monotonic()
-        key = self._stat()
+        key = self._stat() if reloading else None
         _, app = load_script(self.path, callable_name)  # at start-up, errors propagate
         self.imports += 1
         self._current = _Loaded(app, None, key, taken_at, 0)
@@ -151,11 +151,17 @@ class ScriptSource:
             generation = self._generation
             current = self._current
             taken_at = time.monotonic()
-            key = self._stat()
-            if key == current.key and current.generation == generation:
-                # Someone else's import, done while we waited, is already this version.
-                return self._result(current)
-            if key is None:
+            if not self.reloading:
+                # Only a forced reload gets here; with reloading off nothing is stat'ed.
+                key = None
+                if current.generation == generation:
+                    return self._result(current)
+            else:
+                key = self._stat()
+                if key == current.key and current.generation == generation:
+                    # Someone else's import, done while we waited, is already this version.
+                    return self._result(current)
+            if key is None and self.reloading:
                 error = ScriptLoadError(self.path, "the script file does not exist")
                 if current.key is not None or current.error is None:
                     logger.error("WSGI script '%s' has vanished; answering 500", self.path)
