@@ -67,12 +67,11 @@ def build_head(
                 keep_alive = False
             continue
         if lname == "content-length":
-            try:
-                content_length = int(value)
-            except ValueError:
-                raise ValueError(f"invalid Content-Length header {value!r}") from None
-            if content_length < 0:
+            digits = value.strip()
+            # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
+            if not (digits.isascii() and digits.isdigit()):
                 raise ValueError(f"invalid Content-Length header {value!r}")
+            content_length = int(digits)
         append(f"{name}: {value}\r\n")
 
     if is_head or not status_allows_body(status_code):

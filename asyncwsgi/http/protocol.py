@@ -13,9 +13,9 @@ The file has two halves, and the line between them is the thread a method runs o
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -300,22 +300,12 @@ class Exchange:
             self.write(b"", final=True)
             return
         if head.framing == LENGTH and self._protocol.can_sendfile:
-            done = threading.Event()
-            result: list[BaseException | int] = []
-            self._protocol.post_io(
-                self._protocol._loop_sendfile, self, (file, offset, count, done, result)
-            )
-            while not done.wait(_IO_WAIT):
-                if self._protocol.disconnected:
-                    raise ClientDisconnected("client disconnected during sendfile")
-            outcome = result[0]
-            if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome >= 0:
-                self.body_sent += outcome
+            sent = self._protocol.sendfile_direct(file.fileno(), offset, count)
+            if sent >= 0:
+                self.body_sent += sent
                 self.write(b"", final=True)
                 return
-            # -1: the loop could not sendfile on this transport; copy instead.
+            # -1: the socket was not free for a direct send; copy instead.
         file.seek(offset)
         left = count
         while left > 0:
@@ -401,19 +391,16 @@ class Exchange:
                     self.path.decode("latin-1"),
                 )
                 head.keep_alive = False
-            if not (
-                protocol.direct_fd >= 0
-                and protocol.posted == protocol.executed
-                and protocol.write_direct(self, data)
-            ):
+            if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, True)):
                 protocol.post_io(protocol._loop_write_final, self, data)
             if self._state.access_log is not None:
                 self._log_access()
             return
         if not data:
             return
-        self._posted += len(data)
-        protocol.post_io(protocol._loop_write, self, data)
+        if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, False)):
+            self._posted += len(data)
+            protocol.post_io(protocol._loop_write, self, data)
         if protocol.write_paused or self._posted - self.written > protocol.limits.write_buffer:
             self._wait_writable()
 
@@ -552,11 +539,11 @@ class HttpProtocol(asyncio.Protocol):
         else:
             raw = transport.get_extra_info("socket")
             if raw is not None:
-                self.can_sendfile = hasattr(os, "sendfile")
                 try:
                     self.direct_fd = os.dup(raw.fileno())
                 except OSError:
                     self.direct_fd = -1
+                self.can_sendfile = self.direct_fd >= 0 and hasattr(os, "sendfile")
         self.deadline = time.monotonic() + self.limits.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -604,7 +591,12 @@ class HttpProtocol(asyncio.Protocol):
                 self.closing = True
             self._set_pause(pipeline=True)
         except httptools.HttpParserError as exc:
-            self._reject("400 Bad Request", f"malformed request: {exc}")
+            # httptools wraps an exception raised in a callback; ours say what to answer.
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, str(cause))
+            else:
+                self._reject("400 Bad Request", f"malformed request: {exc}")
 
     # -- httptools callbacks -----------------------------------------------------------
 
@@ -762,25 +754,38 @@ class HttpProtocol(asyncio.Protocol):
         self.posted += 1
         self.state.inbox.post(fn, a, b)
 
-    def write_direct(self, exchange: Exchange, data: bytes) -> bool:
-        """Worker side: write a final response to the socket from this thread.
+    def write_direct(self, exchange: Exchange, data: bytes, final: bool) -> bool:
+        """Worker side: write response bytes to the socket from this thread.
 
         Allowed only while the loop owes this connection nothing (no posted write is
-        pending, the transport's buffer is empty), so bytes cannot be reordered. When all
-        of it is written and the connection simply waits for its next request, the
-        exchange is finished here and the loop is never woken for it. Returns False to
-        say "post it to the loop instead".
+        pending and the transport's buffer is empty), so bytes cannot be reordered. What
+        the socket does not take at once is posted to the loop. When a final write goes
+        out whole and the connection simply waits for its next request, the exchange is
+        finished here and the loop is never woken for it. Returns False to say "post it
+        to the loop instead".
         """
         with self.lock:
             fd = self.direct_fd
-            if fd < 0 or self.disconnected or self.transport.get_write_buffer_size():
+            if (
+                fd < 0
+                or self.disconnected
+                or self.posted != self.executed
+                or self.transport.get_write_buffer_size()
+            ):
                 return False
             try:
                 sent = os.write(fd, data) if data else 0
             except OSError:  # would block, or the client is gone: let the loop see to it
                 return False
             if sent < len(data):
-                self.post_io(self._loop_write_final, exchange, data[sent:])
+                rest = data[sent:]
+                if final:
+                    self.post_io(self._loop_write_final, exchange, rest)
+                else:
+                    exchange._posted += len(rest)
+                    self.post_io(self._loop_write, exchange, rest)
+                return True
+            if not final:
                 return True
             head = exchange._head
             assert head is not None
@@ -798,6 +803,43 @@ class HttpProtocol(asyncio.Protocol):
                 return True
             self.post_io(self._loop_write_final, exchange, b"")
             return True
+
+    def sendfile_direct(self, in_fd: int, offset: int, count: int) -> int:
+        """Worker side: ``os.sendfile`` from ``in_fd`` to the client; bytes sent, or -1
+        if the socket was not free for it (nothing sent then)."""
+        sent = 0
+        poller = select.poll()
+        deadline = time.monotonic() + _IO_WAIT
+        while sent < count:
+            with self.lock:
+                fd = self.direct_fd
+                if self.disconnected or fd < 0:
+                    raise ClientDisconnected("client disconnected during sendfile")
+                if self.posted != self.executed or self.transport.get_write_buffer_size():
+                    if sent == 0:
+                        return -1
+                    raise RuntimeError("socket written by the loop during sendfile")
+                try:
+                    n = os.sendfile(fd, in_fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    n = -1
+                except OSError as exc:
+                    raise ClientDisconnected(f"sendfile failed: {exc}") from exc
+            if n == 0:
+                break  # the file is shorter than it was: the caller closes the connection
+            if n > 0:
+                sent += n
+                deadline = time.monotonic() + _IO_WAIT
+                continue
+            # The socket is full: wait (outside the lock) until the client reads.
+            if time.monotonic() > deadline:
+                raise ClientDisconnected("timed out waiting for the client to read")
+            poller.register(fd, select.POLLOUT)
+            try:
+                poller.poll(1000)
+            finally:
+                poller.unregister(fd)
+        return sent
 
     def _loop_write(self, exchange: Exchange, data: bytes) -> None:
         self.executed += 1
@@ -857,37 +899,6 @@ class HttpProtocol(asyncio.Protocol):
         if not self.disconnected:
             self._close()
             self.disconnected = True
-
-    def _loop_sendfile(
-        self,
-        exchange: Exchange,
-        args: tuple[io.BufferedReader, int, int, threading.Event, list[BaseException | int]],
-    ) -> None:
-        self.executed += 1
-        file, offset, count, done, result = args
-
-        async def run() -> None:
-            try:
-                sent = await self.state.loop.sendfile(
-                    self.transport, file, offset, count, fallback=False
-                )
-                result.append(sent)
-            except (NotImplementedError, RuntimeError, AttributeError) as exc:
-                if isinstance(exc, RuntimeError) and "sendfile" not in str(exc).lower():
-                    result.append(exc)
-                else:
-                    self.can_sendfile = False
-                    result.append(-1)
-            except BaseException as exc:
-                result.append(exc)
-            finally:
-                done.set()
-
-        if self.disconnected:
-            result.append(ClientDisconnected("client disconnected"))
-            done.set()
-            return
-        self.state.loop.create_task(run())
 
     # -- errors, timeouts, closing -----------------------------------------------------
 
