@@ -79,7 +79,8 @@ class ServerProcess:
         return sock
 
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text("utf-8", "replace")
 
     def signal(self, signum: int) -> None:
