@@ -27,5 +27,13 @@ class ClientDisconnected(OSError):
     """The client went away; raised inside the application by ``wsgi.input`` or ``write()``."""
 
 
-class RequestBodyTooLarge(OSError):
+class BadRequestBody(OSError):
+    """The request body turned out malformed while the application read it.
+
+    Raised inside the application by ``wsgi.input``; if the application lets it propagate,
+    the server answers with the matching 4xx instead of a 500.
+    """
+
+
+class RequestBodyTooLarge(BadRequestBody):
     """The request body grew past ``limit_request_body`` while the application read it."""

@@ -71,6 +71,8 @@ def build_head(
             # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
             if not (digits.isascii() and digits.isdigit()):
                 raise ValueError(f"invalid Content-Length header {value!r}")
+            if content_length >= 0 and int(digits) != content_length:
+                raise ValueError("the application sent two different Content-Length headers")
             content_length = int(digits)
         append(f"{name}: {value}\r\n")
 

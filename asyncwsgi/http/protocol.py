@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import httptools
 
-from asyncwsgi.errors import ClientDisconnected, RequestBodyTooLarge
+from asyncwsgi.errors import BadRequestBody, ClientDisconnected, RequestBodyTooLarge
 from asyncwsgi.http.framing import (
     CHUNKED,
     LAST_CHUNK,
@@ -334,7 +334,11 @@ class Exchange:
             self._protocol.post_io(_loop_abort, self._protocol, self)
 
     def _may_keep_alive(self) -> bool:
-        if not self.keep_alive or self._state.shutting_down or self._protocol.closing:
+        protocol = self._protocol
+        if not self.keep_alive or self._state.shutting_down:
+            return False
+        if protocol.closing and not protocol._queue and protocol._pending_reject is None:
+            # Nothing read after this request waits for an answer: close after it.
             return False
         body = self.body
         if body is None or body.eof:
@@ -632,6 +636,7 @@ class HttpProtocol(asyncio.Protocol):
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
         content_lengths: list[bytes] = []
+        transfer_codings: list[bytes] = []
         chunked = False
         expect_continue = False
         has_host = False
@@ -640,7 +645,7 @@ class HttpProtocol(asyncio.Protocol):
             if lname == b"content-length":
                 content_lengths.append(value.strip())
             elif lname == b"transfer-encoding":
-                chunked = True
+                transfer_codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
             elif lname == b"expect":
                 if value.strip().lower() != b"100-continue":
                     raise _Reject("417 Expectation Failed", "unsupported Expect header")
@@ -649,6 +654,12 @@ class HttpProtocol(asyncio.Protocol):
                 if has_host:
                     raise _Reject("400 Bad Request", "more than one Host header")
                 has_host = True
+        if transfer_codings:
+            if transfer_codings[-1] != b"chunked":
+                raise _Reject("400 Bad Request", "Transfer-Encoding must end in chunked")
+            if len(transfer_codings) > 1:
+                raise _Reject("501 Not Implemented", "unsupported transfer coding")
+            chunked = True
         if content_lengths and chunked:
             raise _Reject("400 Bad Request", "both Content-Length and Transfer-Encoding")
         if len(set(content_lengths)) > 1:
@@ -913,6 +924,14 @@ class HttpProtocol(asyncio.Protocol):
             # Answer the requests read before the bad one first, in order.
             if self._pending_reject is None:
                 self._pending_reject = (status, reason)
+            parsing = self._parsing
+            if parsing is not None and parsing.body is not None and not parsing.body.eof:
+                # The bad bytes are in the body of a request the application already has:
+                # its read() fails, and the answer is this status rather than a 500.
+                parsing.error_status = status
+                parsing.keep_alive = False
+                parsing.body.fail(BadRequestBody(reason))
+                self._pending_reject = None
             self._set_pause(pipeline=True)
             return
         logger.info("rejecting request from %s: %s (%s)", self._client_text(), status, reason)

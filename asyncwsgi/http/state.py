@@ -130,7 +130,9 @@ class ServerState:
             monotonic = time.monotonic()
             for connection in list(self.connections):
                 connection.check_deadline(monotonic)
-        self._timer = self.loop.call_later(self._interval, self._tick)
+        # Wake at the next second boundary if that comes first, so Date is never stale.
+        delay = min(self._interval, 1.0 - (now % 1.0) + 0.001)
+        self._timer = self.loop.call_later(delay, self._tick)
 
     def close(self) -> None:
         if self._timer is not None:

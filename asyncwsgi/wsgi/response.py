@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from asyncwsgi.errors import ClientDisconnected
+from asyncwsgi.errors import BadRequestBody, ClientDisconnected
 from asyncwsgi.wsgi.types import Environ, Exchange, ExcInfo, WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -161,6 +161,11 @@ def call_application(app: WSGIApplication, environ: Environ, exchange: Exchange)
             response.finish()
     except ClientDisconnected:
         logger.debug("client disconnected during %s %s", exchange.method, environ["PATH_INFO"])
+    except BadRequestBody as exc:
+        # The client's fault, not the application's: no traceback, and the server's
+        # exchange answers with the 4xx it recorded.
+        logger.info("bad request body for %s %s: %s", exchange.method, environ["PATH_INFO"], exc)
+        _fail(exchange)
     except Exception:
         logger.exception(
             "error in WSGI application during %s %s", exchange.method, environ["PATH_INFO"]
