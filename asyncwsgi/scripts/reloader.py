@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from asyncwsgi.errors import ScriptLoadError
@@ -39,6 +40,22 @@ def stat_key(path: str) -> StatKey | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def call_soon(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the running event loop once the current tick is over.
+
+    Under asyncio that is ``loop.call_soon``; under trio (an ASGI host running on trio)
+    ``run_sync_soon`` of the current trio token.
+    """
+    try:
+        asyncio.get_running_loop().call_soon(callback)
+        return
+    except RuntimeError:
+        pass
+    import trio  # only reachable when a trio host calls us
+
+    trio.lowlevel.current_trio_token().run_sync_soon(callback)
 
 
 class TickStat:
@@ -94,7 +111,6 @@ class ScriptSource:
         self._lock = threading.Lock()  # one load at a time
         self._generation = 0  # bumped by force_reload()
         self._tick: TickStat | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         taken_at = time.monotonic()
         key = self._stat() if reloading else None
         _, app = load_script(self.path, callable_name)  # at start-up, errors propagate
@@ -117,10 +133,7 @@ class ScriptSource:
         tick = self._tick
         if tick is None:
             tick = self._tick = TickStat(self)
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self._end_tick)
+            call_soon(self._end_tick)
         return tick
 
     def _end_tick(self) -> None:

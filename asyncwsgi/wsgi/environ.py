@@ -45,9 +45,14 @@ def split_host(value: str) -> tuple[str, str]:
     return host, port
 
 
-def build_environ(exchange: Exchange, base: Environ) -> Environ:
+def build_environ(exchange: Exchange, base: Environ, script_name: str | None = None) -> Environ:
+    """The environ of one request. ``script_name`` overrides the base's SCRIPT_NAME (an
+    ASGI host gives each request its own ``root_path``)."""
     environ = base.copy()
-    script_name: str = base["SCRIPT_NAME"]
+    if script_name is None:
+        script_name = base["SCRIPT_NAME"]
+    else:
+        environ["SCRIPT_NAME"] = script_name
     path = decode_path(exchange.path)
     if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name) :]
