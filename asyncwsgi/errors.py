@@ -23,6 +23,13 @@ class ScriptLoadError(AsyncWSGIError):
         self.message = message
 
 
+class ProtocolError(AsyncWSGIError):
+    """A peer of the front<->daemon wire protocol sent bytes that are not a valid frame.
+
+    The connection it came from cannot be trusted past that point and must be closed.
+    """
+
+
 class ClientDisconnected(OSError):
     """The client went away; raised inside the application by ``wsgi.input`` or ``write()``."""
 
