@@ -58,14 +58,11 @@ def build_head(
     """
     status_code = int(status[:3])
     content_length = -1
-    parts = [f"HTTP/1.1 {status}\r\n"]
-    append = parts.append
+    # Plain string concatenation: measured faster than a list and join for the few
+    # headers a response has, and this runs for every response.
+    text = "HTTP/1.1 " + status + "\r\n"
     for name, value in headers:
         lname = name.lower()
-        if lname in _HOP_BY_HOP:
-            if lname == "connection" and "close" in value.lower():
-                keep_alive = False
-            continue
         if lname == "content-length":
             digits = value.strip()
             # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
@@ -74,32 +71,36 @@ def build_head(
             if content_length >= 0 and int(digits) != content_length:
                 raise ValueError("the application sent two different Content-Length headers")
             content_length = int(digits)
-        append(f"{name}: {value}\r\n")
+        elif lname in _HOP_BY_HOP:
+            if lname == "connection" and "close" in value.lower():
+                keep_alive = False
+            continue
+        text += name + ": " + value + "\r\n"
 
-    if is_head or not status_allows_body(status_code):
+    if is_head or 100 <= status_code < 200 or status_code == 204 or status_code == 304:
         framing = NO_BODY
         if content_length < 0 and body_length > 0 and is_head:
             # A HEAD answer carries the length the GET would have had.
             content_length = body_length
-            append(f"Content-Length: {body_length}\r\n")
+            text += f"Content-Length: {body_length}\r\n"
     elif content_length >= 0:
         framing = LENGTH
     elif body_length >= 0:
         framing = LENGTH
         content_length = body_length
-        append(f"Content-Length: {body_length}\r\n")
+        text += f"Content-Length: {body_length}\r\n"
     elif http11:
         framing = CHUNKED
-        append("Transfer-Encoding: chunked\r\n")
+        text += "Transfer-Encoding: chunked\r\n"
     else:
         framing = UNTIL_CLOSE
         keep_alive = False
 
     if not keep_alive:
-        append("Connection: close\r\n")
+        text += "Connection: close\r\n"
     elif not http11:
-        append("Connection: keep-alive\r\n")
-    data = "".join(parts).encode("latin-1") + server_headers + b"\r\n"
+        text += "Connection: keep-alive\r\n"
+    data = text.encode("latin-1") + server_headers + b"\r\n"
     return Head(data, framing, content_length, keep_alive, status_code)
 
 

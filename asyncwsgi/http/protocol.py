@@ -641,6 +641,10 @@ class HttpProtocol(asyncio.Protocol):
         expect_continue = False
         has_host = False
         for name, value in self._headers:
+            # Only four names matter here; their lengths rule out most headers cheaply.
+            size = len(name)
+            if size != 14 and size != 17 and size != 6 and size != 4:
+                continue
             lname = name.lower()
             if lname == b"content-length":
                 content_lengths.append(value.strip())
@@ -703,7 +707,9 @@ class HttpProtocol(asyncio.Protocol):
             body,
             body_length,
         )
-        self._parsing = exchange
+        # A request without a body is complete now; forgetting it here lets the worker
+        # that answers it finish the exchange without handing back to the loop.
+        self._parsing = exchange if body is not None else None
         self.state.requests += 1
         with self.lock:
             start = self._active is None and not self._queue and not self._paused_for_writes
@@ -883,6 +889,8 @@ class HttpProtocol(asyncio.Protocol):
         self._next_request()
 
     def _next_request(self) -> None:
+        if self.disconnected or self.transport.is_closing():
+            return
         if self.write_paused:
             # The client is not reading what we send; read no more from it until it does.
             self._paused_for_writes = True

@@ -45,6 +45,24 @@ def split_host(value: str) -> tuple[str, str]:
     return host, port
 
 
+# Header name (as the client spelled it) -> environ key. Clients send the same few names
+# over and over; caching the mapping saves three string operations per header.
+_ENVIRON_KEYS: dict[bytes, str] = {}
+_ENVIRON_KEYS_MAX = 1024
+
+
+def _environ_key(name: bytes) -> str | None:
+    if b"_" in name:
+        # "X_Forwarded_For" would otherwise pose as "X-Forwarded-For": drop it.
+        return None
+    key = name.decode("latin-1").upper().replace("-", "_")
+    if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+        key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_MAX:
+        _ENVIRON_KEYS[name] = key
+    return key
+
+
 def build_environ(exchange: Exchange, base: Environ, script_name: str | None = None) -> Environ:
     """The environ of one request. ``script_name`` overrides the base's SCRIPT_NAME (an
     ASGI host gives each request its own ``root_path``)."""
@@ -66,17 +84,15 @@ def build_environ(exchange: Exchange, base: Environ, script_name: str | None = N
     environ["wsgi.url_scheme"] = exchange.scheme
 
     host_header = None
+    keys = _ENVIRON_KEYS
     for name, value in exchange.headers:
-        if b"_" in name:
-            # "X_Forwarded_For" would otherwise pose as "X-Forwarded-For".
-            continue
-        key = name.decode("latin-1").upper().replace("-", "_")
+        key = keys.get(name)
+        if key is None:
+            key = _environ_key(name)
+            if key is None:
+                continue
         text = value.decode("latin-1")
-        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-            environ[key] = text
-            continue
-        key = "HTTP_" + key
-        if key in environ:
+        if key in environ and key[0] == "H":  # CONTENT_* repeat only as identical copies
             environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + text
         else:
             environ[key] = text
