@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--backlog", type=_count, metavar="N", help="listen backlog (default 2048)")
     add("--loop", choices=LOOPS, help="event loop (default auto: uvloop when installed)")
+    add(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxy addresses/networks (or *) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (default 127.0.0.1,::1; empty: none)",
+    )
+    add("--certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
+    add("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
     return parser
 
 
@@ -156,6 +164,9 @@ _OPTION_NAMES = (
     "max_connections",
     "backlog",
     "loop",
+    "forwarded_allow_ips",
+    "certfile",
+    "keyfile",
 )
 
 

@@ -7,6 +7,7 @@ Rule: imports nothing of the package but ``errors``. Every value is checked when
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class Config:
     backlog: int = 2048
     loop: str = "auto"
     server_header: bool = True
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    certfile: str = ""
+    keyfile: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.app, str):
@@ -136,6 +140,23 @@ class Config:
             )
         if self.root_path and (not self.root_path.startswith("/") or self.root_path == "/"):
             raise ConfigError(f"root_path: {self.root_path!r} must start with '/' (or be empty)")
+        if not isinstance(self.forwarded_allow_ips, str):
+            raise ConfigError("forwarded_allow_ips: a comma-separated list of addresses")
+        for item in self.forwarded_allow_ips.split(","):
+            item = item.strip()
+            if item and item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"forwarded_allow_ips: {item!r} is not an IP address or network"
+                    ) from None
+        if self.keyfile and not self.certfile:
+            raise ConfigError("keyfile: given without certfile")
+        for name in ("certfile", "keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{name}: no such file {path!r}")
         for name in ("script_reloading", "access_log", "server_header"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be True or False")

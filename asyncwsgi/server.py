@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 import time
@@ -26,6 +27,7 @@ from asyncwsgi.http.state import HttpLimits, ServerState
 from asyncwsgi.scripts.loader import load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.runner import WSGIRunner
 from asyncwsgi.wsgi.types import WSGIApplication
 
@@ -82,12 +84,24 @@ def systemd_sockets() -> list[BindAddress]:
     return [BindAddress("fd", fd=3 + i) for i in range(count)]
 
 
-def describe(sock: socket.socket, address: BindAddress) -> str:
+def make_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context, or None to serve plain HTTP. Raises ``ConfigError``."""
+    if not config.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"certfile: cannot load {config.certfile!r}: {exc}") from exc
+    return context
+
+
+def describe(sock: socket.socket, address: BindAddress, *, tls: bool = False) -> str:
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 class Server:
@@ -98,7 +112,15 @@ class Server:
         self.source = source
         self.loop = asyncio.get_running_loop()
         self.pool = ThreadPool(config.threads)
-        self.runner = WSGIRunner(source, self.pool, script_name=config.root_path)
+        self.runner = WSGIRunner(
+            source,
+            self.pool,
+            script_name=config.root_path,
+            proxy_trust=ProxyTrust(config.forwarded_allow_ips)
+            if config.forwarded_allow_ips
+            else None,
+        )
+        self.ssl = make_ssl_context(config)
         limits = HttpLimits(
             limit_request_line=config.limit_request_line,
             limit_request_fields=config.limit_request_fields,
@@ -128,10 +150,13 @@ class Server:
         sockets = [open_socket(b, self.config.backlog) for b in binds]
         for sock, address in zip(sockets, binds, strict=True):
             server = await self.loop.create_server(
-                lambda: HttpProtocol(self.state), sock=sock, backlog=self.config.backlog
+                lambda: HttpProtocol(self.state),
+                sock=sock,
+                backlog=self.config.backlog,
+                ssl=self.ssl,
             )
             self.servers.append(server)
-            self.addresses.append(describe(sock, address))
+            self.addresses.append(describe(sock, address, tls=self.ssl is not None))
 
     # -- signals -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.response import FileWrapper, call_application
 from asyncwsgi.wsgi.types import AppSource, Exchange
 
@@ -22,8 +23,10 @@ class WSGIRunner:
         script_name: str = "",
         multiprocess: bool = False,
         errors: Any = None,
+        proxy_trust: ProxyTrust | None = None,
     ) -> None:
         self._source = source
+        self._proxy_trust = proxy_trust
         self._pool = pool
         self._base = base_environ(
             file_wrapper=FileWrapper,
@@ -43,4 +46,7 @@ class WSGIRunner:
         except ScriptLoadError:
             exchange.send_error("500 Internal Server Error", b"Internal Server Error\n")
             return
-        call_application(app, build_environ(exchange, self._base), exchange)
+        environ = build_environ(exchange, self._base)
+        if self._proxy_trust is not None:
+            self._proxy_trust.apply(environ)
+        call_application(app, environ, exchange)
