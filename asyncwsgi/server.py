@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -104,6 +105,79 @@ def describe(sock: socket.socket, address: BindAddress, *, tls: bool = False) ->
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
+class Listener:
+    """Accepts connections on one listening socket: every waiting one, per wake-up.
+
+    The loop's own server would do, but libuv (under uvloop) accepts a single connection
+    per loop iteration; when a thousand clients connect at once to a busy server, the last
+    of them then wait seconds before anything reads their request.
+    """
+
+    _BATCH = 512  # accepts per wake-up, so established connections still get their turn
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.factory = factory
+        self.ssl = ssl_context
+        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self._retry = None
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self._BATCH):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors or memory: stop accepting for a moment instead of
+                    # spinning on a listening socket that stays readable.
+                    logger.error("cannot accept connections (%s); retrying in 0.5 s", exc)
+                    self.loop.remove_reader(self.sock.fileno())
+                    self._retry = self.loop.call_later(0.5, self.start)
+                    return
+                raise
+            conn.setblocking(False)
+            if self._tcp:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = self.loop.create_task(self._connect(conn))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl)
+        except Exception as exc:  # a failed TLS handshake, a client gone already
+            logger.debug("connection setup failed: %s", exc)
+            conn.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
 class Server:
     """One running server: what ``serve()`` builds and tears down."""
 
@@ -137,7 +211,7 @@ class Server:
             access_log=access_logger if config.access_log else None,
             server_header=config.server_header,
         )
-        self.servers: list[asyncio.Server] = []
+        self.listeners: list[Listener] = []
         self.addresses: list[str] = []
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.stop = asyncio.Event()
@@ -149,13 +223,9 @@ class Server:
             binds = inherited
         sockets = [open_socket(b, self.config.backlog) for b in binds]
         for sock, address in zip(sockets, binds, strict=True):
-            server = await self.loop.create_server(
-                lambda: HttpProtocol(self.state),
-                sock=sock,
-                backlog=self.config.backlog,
-                ssl=self.ssl,
-            )
-            self.servers.append(server)
+            listener = Listener(self.loop, sock, lambda: HttpProtocol(self.state), self.ssl)
+            listener.start()
+            self.listeners.append(listener)
             self.addresses.append(describe(sock, address, tls=self.ssl is not None))
 
     # -- signals -----------------------------------------------------------------------
@@ -194,8 +264,8 @@ class Server:
     # -- shutdown ----------------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        for server in self.servers:
-            server.close()
+        for listener in self.listeners:
+            listener.close()
         state = self.state
         state.shutting_down = True
         for connection in list(state.connections):
@@ -212,9 +282,6 @@ class Server:
             )
             for connection in list(state.connections):
                 connection.transport.abort()
-        for server in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
         state.close()
         stuck = await asyncio.to_thread(self.pool.shutdown, 1.0)
         if stuck:
