@@ -911,6 +911,8 @@ class WSGIApp:
     # -- worker side -------------------------------------------------------------------
 
     def _serve(self, exchange: _Exchange, ticket: object) -> None:
+        if exchange.done or exchange.disconnected:
+            return  # the client left while the request waited for a thread
         busy = self._busy
         ident = threading.get_ident()
         busy.add(ident)

@@ -257,11 +257,12 @@ def test_request_without_body_always_ends_the_body() -> None:
 
 
 def test_request_fields_match_the_exchange_protocol() -> None:
-    # The daemon hands these straight to the WSGI bridge as an Exchange's request side.
+    # The daemon hands these straight to the WSGI bridge as an Exchange's request side
+    # (head_sent and body_allowed describe the response, not the request).
     request_side = {
         name
         for name, value in vars(Exchange).items()
-        if isinstance(value, property) and name != "head_sent"
+        if isinstance(value, property) and name not in ("head_sent", "body_allowed")
     }
     assert request_side == {
         "method", "path", "query", "http_version", "headers", "client", "server", "scheme"

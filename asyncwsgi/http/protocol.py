@@ -247,6 +247,11 @@ class Exchange:
     def disconnected(self) -> bool:
         return self._protocol.disconnected
 
+    @property
+    def body_allowed(self) -> bool:
+        head = self._head
+        return head is None or head.framing != NO_BODY
+
     def read_body(self, size: int) -> bytes:
         body = self.body
         if body is None:

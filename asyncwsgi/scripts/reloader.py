@@ -37,7 +37,7 @@ def stat_key(path: str) -> StatKey | None:
     """The identity of the file's current content, or None if it does not exist."""
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, unreadable, a symlink loop, a stale NFS handle
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
@@ -151,7 +151,7 @@ class ScriptSource:
             if key == current.key or ticket.taken_at < current.taken_at:
                 # Unchanged, or a stat older than the one the current code was loaded at.
                 return self._result(current)
-        return self._reload()
+        return self._reload(ticket)
 
     def _result(self, loaded: _Loaded) -> WSGIApplication:
         if loaded.app is None:
@@ -159,10 +159,17 @@ class ScriptSource:
             raise loaded.error
         return loaded.app
 
-    def _reload(self) -> WSGIApplication:
+    def _reload(self, ticket: object) -> WSGIApplication:
         with self._lock:
             generation = self._generation
             current = self._current
+            if (
+                isinstance(ticket, TickStat)
+                and current.generation == generation
+                and current.taken_at >= ticket.taken_at
+            ):
+                # Loaded (or found broken) while we waited, from a newer stat than ours.
+                return self._result(current)
             taken_at = time.monotonic()
             if not self.reloading:
                 # Only a forced reload gets here; with reloading off nothing is stat'ed.
@@ -177,7 +184,10 @@ class ScriptSource:
             if key is None and self.reloading:
                 error = ScriptLoadError(self.path, "the script file does not exist")
                 if current.key is not None or current.error is None:
-                    logger.error("WSGI script '%s' has vanished; answering 500", self.path)
+                    logger.error(
+                        "WSGI script '%s' has vanished; answering 500",
+                        self.path,
+                    )
                 self._current = _Loaded(None, error, None, taken_at, generation)
                 raise error
             started = time.perf_counter()

@@ -160,12 +160,20 @@ def call_application(app: WSGIApplication, environ: Environ, exchange: Exchange)
             if response.status is None:
                 raise AssertionError("the application returned without calling start_response()")
             exchange.respond(response.status, response.headers, data, final=True)
-        elif isinstance(result, FileWrapper) and response.status is not None:
+        elif (
+            isinstance(result, FileWrapper)
+            and response.status is not None
+            and not exchange.head_sent
+        ):
             _send_file(response, result, exchange)
         else:
             write = response.write
             for data in result:
                 write(data)
+                if not exchange.body_allowed:
+                    # HEAD, 204 or 304 with the head sent: the client takes no body, so an
+                    # endless generator must not be iterated for nothing.
+                    break
             response.finish()
     except ClientDisconnected:
         logger.debug("client disconnected during %s %s", exchange.method, environ["PATH_INFO"])
