@@ -1,0 +1,1 @@
+"""Helpers to run Apache httpd + mod_wsgi as a benchmark peer (see modwsgi.py)."""

@@ -1,0 +1,145 @@
+"""Detect other processes competing for the CPU while a benchmark runs (Linux /proc).
+
+On a 2-core machine a single busy neighbour (a test suite, another benchmark)
+halves the numbers, so ``run.py`` measures how much CPU was used by processes
+other than the server under test and wrk, and flags the measurement when it is
+more than a small fraction of a core. Where /proc is unavailable every function
+degrades to "unknown" (None / empty) rather than failing.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class ProcCpu:
+    pid: int
+    pgrp: int
+    comm: str
+    ticks: int  # utime + stime, all threads
+
+
+def read_total_busy_ticks() -> int | None:
+    """user + nice + system ticks of all CPUs (no idle, iowait, irq, softirq, steal)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system = (int(v) for v in fields[1:4])
+    return user + nice + system
+
+
+def read_processes() -> dict[int, ProcCpu]:
+    """CPU ticks used so far by every process visible in /proc."""
+    procs: dict[int, ProcCpu] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return procs
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                data = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        head, sep, tail = data.rpartition(")")
+        if not sep:
+            continue
+        comm = head.partition("(")[2]
+        rest = tail.split()
+        try:
+            procs[int(entry)] = ProcCpu(
+                int(entry), int(rest[2]), comm, int(rest[11]) + int(rest[12])
+            )
+        except (IndexError, ValueError):
+            continue
+    return procs
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    when: float
+    total_busy: int | None
+    processes: dict[int, ProcCpu]
+    children_ticks: int  # CPU of this process's reaped children (wrk)
+
+
+def _children_ticks() -> int:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((usage.ru_utime + usage.ru_stime) * _CLK_TCK)
+
+
+def snapshot() -> CpuSnapshot:
+    return CpuSnapshot(
+        time.monotonic(), read_total_busy_ticks(), read_processes(), _children_ticks()
+    )
+
+
+@dataclass(frozen=True)
+class ForeignCpu:
+    """CPU used by anything but the server group, wrk and the runner, between two snapshots."""
+
+    cores: float  # average number of cores' worth of foreign CPU use
+    top: list[tuple[str, float]]  # (comm, cores) of the busiest foreign processes
+
+    def describe(self) -> str:
+        who = ", ".join(f"{name} {cores:.2f}" for name, cores in self.top) or "unattributed"
+        return f"{self.cores:.2f} cores used by other processes ({who})"
+
+
+def foreign_cpu(before: CpuSnapshot, after: CpuSnapshot, our_pgrp: int) -> ForeignCpu | None:
+    """How much CPU others used between the snapshots; None if /proc was unreadable."""
+    elapsed = after.when - before.when
+    if before.total_busy is None or after.total_busy is None or elapsed <= 0:
+        return None
+    me = os.getpid()
+    ours = after.children_ticks - before.children_ticks
+    foreign_by_proc: list[tuple[str, int]] = []
+    for pid, proc in after.processes.items():
+        delta = proc.ticks - (before.processes[pid].ticks if pid in before.processes else 0)
+        if delta <= 0:
+            continue
+        if proc.pgrp == our_pgrp or pid == me:
+            ours += delta
+        else:
+            foreign_by_proc.append((proc.comm, delta))
+    total = after.total_busy - before.total_busy
+    scale = _CLK_TCK * elapsed
+    foreign_by_proc.sort(key=lambda item: item[1], reverse=True)
+    top = [(name, ticks / scale) for name, ticks in foreign_by_proc[:3] if ticks / scale >= 0.05]
+    return ForeignCpu(max(0, total - ours) / scale, top)
+
+
+def scrub_paths(text: str) -> str:
+    """Results name files relative to the repository, the interpreter as ``python`` and
+    other places as ``<venv>``, ``<tmp>`` and ``~``, so a saved report (server logs
+    included) says nothing about the machine's directory layout."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    for exe in sorted({sys.executable, os.path.realpath(sys.executable)}, key=len, reverse=True):
+        text = text.replace(exe, "python")
+    replacements = [
+        (root, "."),
+        (sys.prefix, "<venv>"),
+        (os.path.realpath(sys.prefix), "<venv>"),
+        (tempfile.gettempdir(), "<tmp>"),
+        (str(Path.home()), "~"),
+    ]
+    for old, new in sorted(replacements, key=lambda pair: len(pair[0]), reverse=True):
+        if old and old != os.sep:
+            text = text.replace(old, new)
+    return text

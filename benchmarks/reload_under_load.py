@@ -1,0 +1,1212 @@
+"""Reload under load: rewrite the WSGI script while keep-alive clients hammer the server.
+
+Usage::
+
+    python benchmarks/reload_under_load.py [--only NAME,...] [--clients 16]
+        [--before 2] [--after 2] [--write replace|inplace] [--client asyncio|threads]
+        [--no-save]
+
+Servers (``--only`` takes a comma-separated subset; default all):
+
+- ``asyncwsgi``: ``python -m asyncwsgi SCRIPT --threads 8`` (embedded, reloading on)
+- ``gunicorn-reload``: ``gunicorn --reload -w 1 -k gthread --threads 8``
+- ``uvicorn-reload``: ``uvicorn --reload --interface wsgi``
+- ``modwsgi-embedded`` / ``modwsgi-daemon``: Apache + mod_wsgi, 2 processes (2x8
+  daemon group), see ``apache/modwsgi.py``; skipped when Apache/mod_wsgi is absent.
+
+For each server: copy ``reload_apps/versioned.py`` (answers ``version=1``) into a
+fresh world-readable temp folder as ``reload_app.py``, start the server on a free
+port of 127.0.0.1 and wait until it answers, then run K keep-alive clients (one
+request in flight each) for ``--before`` seconds, rewrite the script to answer
+``version=2`` (``replace``: write a temp file and ``os.replace`` it; ``inplace``:
+truncate and write the same inode; both then make sure the mtime moved), and keep
+the load on for ``--after`` seconds. Every response is recorded (monotonic time,
+client, version or error). A client whose connection fails reconnects after 10 ms;
+a request unanswered for 5 s counts as failed.
+
+Reported per server: responses, failed requests (connect errors, lost connections,
+timeouts, non-200), the longest time with no response from any client (from the
+first response to the end of the load), the switch-over time (file replaced ->
+first ``version=2`` response), and how many ``version=1`` responses completed after
+the change. Outputs, under ``benchmarks/results/``: ``reload-under-load-STAMP.md``
+(table), ``.json`` (numbers, per-10-ms bins, server log excerpts) and
+``reload-timeline-STAMP.png`` (responses per 10 ms, old vs new code, one row per
+server, the whole run on the left and a zoom on the switch-over on the right).
+
+The client is a minimal HTTP/1.1 client on ``asyncio.Protocol`` (uvloop when
+installed) in this process; ``--client threads`` uses one ``http.client`` thread per
+client instead. The client's own CPU use is reported so that a saturated client
+shows. The metric functions (``longest_gap``, ``switch_over`` ...) are pure and
+tested in ``test_reload_metrics.py``. All traffic goes to 127.0.0.1; every phase is
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import errno
+import http.client
+import importlib.metadata
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+APP_TEMPLATE = BENCH_DIR / "reload_apps" / "versioned.py"
+APP_NAME = "reload_app.py"
+OLD_LINE = "VERSION = 1"
+NEW_LINE = "VERSION = 2"
+_OLD_LINE_RE = re.compile(rf"^{re.escape(OLD_LINE)}$", re.MULTILINE)
+
+BIN_S = 0.010
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 5.0
+RETRY_DELAY_S = 0.010
+DRAIN_TIMEOUT_S = 2.0
+LOG_TAIL_CHARS = 3000
+FOREIGN_CPU_LIMIT = 0.25  # cores used by other processes above which a run is flagged
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: reload-under-load\r\n\r\n"
+
+# ============================================================================ pure part
+# Nothing in this section does I/O; test_reload_metrics.py covers it with literals.
+
+
+class Response(NamedTuple):
+    """One finished request: a version on success, else an error label."""
+
+    t: float  # time.monotonic() when the response (or the failure) was seen
+    client: int
+    version: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ParsedResponse(NamedTuple):
+    consumed: int  # bytes of the buffer this response used
+    status: int
+    body: bytes
+    close: bool  # the server said Connection: close (or spoke HTTP/1.0 without keep-alive)
+
+
+_VERSION_RE = re.compile(rb"^version=(\d+)\s*$")
+
+
+def parse_response(buf: bytes | bytearray) -> ParsedResponse | None:
+    """Parse one HTTP/1.x response from the start of ``buf``; None if it is incomplete.
+
+    Only what the benchmark needs: a Content-Length framed body (or none, for
+    204/304). Raises ValueError on anything else (malformed, chunked, no length).
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end]).split(b"\r\n")
+    parts = head[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"bad status line: {head[0][:80]!r}")
+    status = int(parts[1])
+    length: int | None = None
+    connection = b""
+    for line in head[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError(f"bad header line: {line[:80]!r}")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value.strip())
+        elif name == b"transfer-encoding":
+            raise ValueError("chunked responses are not supported")
+        elif name == b"connection":
+            connection = value.strip().lower()
+    if length is None:
+        if status in (204, 304) or 100 <= status < 200:
+            length = 0
+        else:
+            raise ValueError("response without Content-Length")
+    start = end + 4
+    if len(buf) < start + length:
+        return None
+    close = connection == b"close" or (parts[0] == b"HTTP/1.0" and connection != b"keep-alive")
+    return ParsedResponse(start + length, status, bytes(buf[start : start + length]), close)
+
+
+def body_version(body: bytes) -> int | None:
+    """``b"version=2"`` -> 2; anything else -> None."""
+    match = _VERSION_RE.match(body)
+    return int(match[1]) if match else None
+
+
+def classify(t: float, client: int, status: int, body: bytes) -> Response:
+    """The record for one complete response."""
+    if status != 200:
+        return Response(t, client, None, f"HTTP {status}")
+    version = body_version(body)
+    if version is None:
+        return Response(t, client, None, "unexpected body")
+    return Response(t, client, version)
+
+
+def failures(events: Iterable[Response]) -> int:
+    """How many requests failed (connect errors, lost connections, timeouts, non-200)."""
+    return sum(1 for e in events if e.error is not None)
+
+
+def failure_kinds(events: Iterable[Response]) -> dict[str, int]:
+    """Failed requests counted by error label, most frequent first."""
+    return dict(Counter(e.error for e in events if e.error is not None).most_common())
+
+
+def longest_gap(
+    times: Sequence[float], start: float | None = None, end: float | None = None
+) -> tuple[float, float | None]:
+    """The longest interval with no response: (length, time it began).
+
+    ``times`` are response times (any order). ``start``/``end``, when given, count
+    as boundaries, so a server that stops answering before ``end`` shows a gap; times
+    outside [start, end] are ignored. No response at all: the whole window (or 0.0).
+    """
+    inside = sorted(t for t in times if (start is None or t >= start) and (end is None or t <= end))
+    points = ([start] if start is not None else []) + inside + ([end] if end is not None else [])
+    best, at = 0.0, None
+    for a, b in itertools.pairwise(points):
+        if b - a > best:
+            best, at = b - a, a
+    return best, at
+
+
+def switch_over(events: Iterable[Response], t_change: float, new_version: int = 2) -> float | None:
+    """Seconds from the change to the first response of the new code; None if never."""
+    first = min((e.t for e in events if e.version == new_version and e.t >= t_change), default=None)
+    return None if first is None else first - t_change
+
+
+def old_after_change(events: Iterable[Response], t_change: float, old_version: int = 1) -> int:
+    """Responses of the old code that completed after the change."""
+    return sum(1 for e in events if e.version == old_version and e.t > t_change)
+
+
+def new_before_change(events: Iterable[Response], t_change: float, new_version: int = 2) -> int:
+    """Responses of the new code before the change: must be 0, else the clock is wrong."""
+    return sum(1 for e in events if e.version == new_version and e.t < t_change)
+
+
+def timeline_bins(
+    events: Iterable[Response],
+    start: float,
+    end: float,
+    bin_s: float = BIN_S,
+    old_version: int = 1,
+    new_version: int = 2,
+) -> dict[str, list[int]]:
+    """Counts per ``bin_s`` bin from ``start`` to ``end``: old, new and failed."""
+    n = max(1, math.ceil((end - start) / bin_s - 1e-9))
+    bins = {"old": [0] * n, "new": [0] * n, "failed": [0] * n}
+    for e in events:
+        if e.t < start or e.t >= end:
+            continue
+        i = min(n - 1, int((e.t - start) / bin_s))
+        if e.error is not None:
+            bins["failed"][i] += 1
+        elif e.version == old_version:
+            bins["old"][i] += 1
+        elif e.version == new_version:
+            bins["new"][i] += 1
+    return bins
+
+
+@dataclass
+class Metrics:
+    responses: int  # 200 OK with a version body, within the load window
+    failed: int
+    failure_kinds: dict[str, int]
+    requests_per_s: float
+    longest_gap_ms: float
+    longest_gap_at_ms: float | None  # when the gap began, relative to the change
+    switch_over_ms: float | None
+    old_after_change: int
+    new_before_change: int
+
+
+def compute_metrics(
+    events: Sequence[Response], t_start: float, t_change: float, t_end: float
+) -> Metrics:
+    """All the reported numbers for one server's run (load window [t_start, t_end])."""
+    window = [e for e in events if t_start <= e.t <= t_end]
+    ok_times = [e.t for e in window if e.ok]
+    first_ok = min(ok_times, default=t_start)
+    gap, gap_at = longest_gap(ok_times, first_ok, t_end)
+    switch = switch_over(events, t_change)
+    return Metrics(
+        responses=len(ok_times),
+        failed=failures(window),
+        failure_kinds=failure_kinds(window),
+        requests_per_s=len(ok_times) / (t_end - t_start) if t_end > t_start else 0.0,
+        longest_gap_ms=gap * 1000,
+        longest_gap_at_ms=None if gap_at is None else (gap_at - t_change) * 1000,
+        switch_over_ms=None if switch is None else switch * 1000,
+        old_after_change=old_after_change(window, t_change),
+        new_before_change=new_before_change(window, t_change),
+    )
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "never"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def run_label(result: dict[str, Any]) -> str:
+    """``name``, or ``name #k`` when the run was one of several rounds."""
+    if result.get("rounds", 1) > 1:
+        return f"{result['name']} #{result['round']}"
+    return str(result["name"])
+
+
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of one server's runs, the one whose longest gap is the median (lower middle)."""
+    ran = sorted(
+        (r for r in runs if r.get("metrics")), key=lambda r: r["metrics"]["longest_gap_ms"]
+    )
+    return ran[(len(ran) - 1) // 2] if ran else None
+
+
+def _short_log_line(line: str) -> str:
+    """A server log line without its timestamp/pid prefix and temp-folder paths."""
+    line = re.sub(r"^(\[[^\]]*\]\s*)+", "", line)
+    return re.sub(r"/\S*/(reload_app\.py)", r"\1", line).strip()
+
+
+def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The Markdown report: a table of metrics plus notes, from JSON-ready results."""
+    lines = [
+        f"## Reload under load — {meta['date']}",
+        "",
+        f"{meta['clients']} keep-alive clients ({meta['client']} client), "
+        f"{meta['before_s']:g} s of load, script rewritten ({meta['write']}), "
+        f"{meta['after_s']:g} s more. Machine: {meta['machine']}.",
+        "",
+        "| server | responses | req/s | failed | longest gap (ms) | gap began (ms) "
+        "| switch-over (ms) | old code after change | other CPU load (cores) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    servers: dict[str, str] = {}
+    notes: list[str] = []
+    client_cpu: list[float] = []
+    for r in results:
+        m = r.get("metrics")
+        name = run_label(r)
+        if r["name"] not in servers:
+            servers[r["name"]] = f"- **{r['name']}**: {r.get('description', '')}"
+        if m is None:
+            lines.append(f"| {name} | not run | | | | | | | |")
+            notes.append(f"- {name}: not run — {r.get('error')}")
+            continue
+        if r.get("reload_log") and "logged" not in servers[r["name"]]:
+            servers[r["name"]] += f"; logged `{_short_log_line(r['reload_log'][0])}`"
+        gap_at = m["longest_gap_at_ms"]
+        foreign = r.get("foreign_cpu_cores")
+        lines.append(
+            f"| {name} | {m['responses']:,} | {m['requests_per_s']:,.0f} | {m['failed']:,} "
+            f"| {_fmt_ms(m['longest_gap_ms'])} | {'' if gap_at is None else f'{gap_at:+,.0f}'} "
+            f"| {_fmt_ms(m['switch_over_ms'])} | {m['old_after_change']:,} "
+            f"| {'?' if foreign is None else f'{foreign:.2f}'} |"
+        )
+        client_cpu.append(r["client_cpu_pct"])
+        details = []
+        if m["failure_kinds"]:
+            details.append(", ".join(f"{k}: {v}" for k, v in m["failure_kinds"].items()))
+        if m["new_before_change"]:
+            details.append(f"{m['new_before_change']} new-code responses BEFORE the change (?)")
+        if details:
+            notes.append(f"- {name}: " + "; ".join(details))
+    lines += ["", "Servers:", "", *servers.values()]
+    if notes:
+        lines += ["", "Failures and anomalies:", "", *notes]
+    lines += [
+        "",
+        "Longest gap: longest time with no successful response from any client, from the "
+        "first response to the end of the load; gap began: when, relative to the script "
+        "rewrite. Switch-over: from the file replacement to the first `version=2` response. "
+        "Old code after change: `version=1` responses completed after the replacement "
+        "(includes requests already queued or running). Other CPU load: cores used by "
+        "processes other than the server and this client during the run (a shared 2-core "
+        "machine; above ~0.25 the numbers are noisy)."
+        + (
+            f" The client itself used at most {max(client_cpu):.0f}% of one core."
+            if client_cpu
+            else ""
+        ),
+        "",
+        "Targets for asyncwsgi (DESIGN.md section 4): 0 failed, no gap over 20 ms, new code "
+        "within 5 ms (embedded).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ============================================================================ script file
+
+
+def write_initial_app(folder: Path) -> Path:
+    """Copy the template into ``folder`` as a world-readable ``reload_app.py``."""
+    text = APP_TEMPLATE.read_text()
+    if not _OLD_LINE_RE.search(text):
+        raise SystemExit(f"{APP_TEMPLATE} has no line {OLD_LINE!r}")
+    path = folder / APP_NAME
+    path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
+def rewrite_app(path: Path, mode: str) -> tuple[float, float]:
+    """Switch the script to ``version=2``; return (t_change, seconds the write took).
+
+    t_change is taken just before the new content can become visible, so no
+    new-code response can precede it. The mtime is then set to at least one second
+    past the old one, so servers that compare whole seconds see the change too.
+    """
+    old = path.stat()
+    text, count = _OLD_LINE_RE.subn(NEW_LINE, path.read_text(), count=1)
+    if count != 1:
+        raise ValueError(f"{path} has no line {OLD_LINE!r}")
+    if mode == "replace":
+        tmp = path.with_name(path.name + ".new")  # not *.py: uvicorn must not watch it
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        t_change = time.monotonic()
+        os.replace(tmp, path)
+    elif mode == "inplace":
+        data = text.encode()
+        t_change = time.monotonic()
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            f.write(data)
+    else:
+        raise ValueError(f"unknown write mode {mode!r}")
+    mtime = max(time.time_ns(), old.st_mtime_ns + 1_000_000_000)
+    os.utime(path, ns=(mtime, mtime))
+    return t_change, time.monotonic() - t_change
+
+
+# ============================================================================ clients
+
+
+@dataclass
+class LoadResult:
+    events: list[Response]
+    t_start: float
+    t_change: float
+    t_end: float
+    write_s: float
+    client_cpu_s: float
+
+
+def _errname(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self, load: _AsyncLoad, client: int) -> None:
+        self.load = load
+        self.client = client
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.sent_at: float | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.load.conns.add(self)
+        self.send()
+
+    def send(self) -> None:
+        assert self.transport is not None
+        if self.load.stopping:
+            self.transport.close()
+            return
+        self.sent_at = time.monotonic()
+        self.transport.write(REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buf += data
+        while True:
+            try:
+                parsed = parse_response(self.buf)
+            except ValueError as exc:
+                self.fail(f"bad response: {exc}")
+                return
+            if parsed is None:
+                return
+            del self.buf[: parsed.consumed]
+            self.load.events.append(
+                classify(time.monotonic(), self.client, parsed.status, parsed.body)
+            )
+            self.sent_at = None
+            if parsed.close:
+                self.transport.close()
+                return
+            self.send()
+
+    def fail(self, label: str) -> None:
+        if self.sent_at is not None:
+            self.load.events.append(Response(time.monotonic(), self.client, None, label))
+            self.sent_at = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sent_at is not None:
+            label = "connection lost" if exc is None else f"connection lost: {_errname(exc)}"
+            self.load.events.append(Response(time.monotonic(), self.client, None, label))
+            self.sent_at = None
+        self.load.conns.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _AsyncLoad:
+    def __init__(self, port: int, clients: int) -> None:
+        self.port = port
+        self.clients = clients
+        self.events: list[Response] = []
+        self.conns: set[_Conn] = set()
+        self.stopping = False
+
+    async def client(self, cid: int) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            try:
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(lambda: _Conn(self, cid), HOST, self.port),
+                    REQUEST_TIMEOUT_S,
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                self.events.append(
+                    Response(time.monotonic(), cid, None, f"connect: {_errname(exc)}")
+                )
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            await proto.closed
+
+    async def watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for conn in list(self.conns):
+                if conn.sent_at is not None and now - conn.sent_at > REQUEST_TIMEOUT_S:
+                    conn.fail("timeout")
+
+    async def run(
+        self, before_s: float, after_s: float, change: Callable[[], tuple[float, float]]
+    ) -> LoadResult:
+        t_start = time.monotonic()
+        tasks = [asyncio.create_task(self.client(cid)) for cid in range(self.clients)]
+        dog = asyncio.create_task(self.watchdog())
+        await asyncio.sleep(max(0.0, t_start + before_s - time.monotonic()))
+        t_change, write_s = change()
+        await asyncio.sleep(max(0.0, t_change + after_s - time.monotonic()))
+        t_end = time.monotonic()
+        self.stopping = True
+        _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+        for conn in list(self.conns):
+            conn.fail("unanswered at end")
+        for task in pending:
+            task.cancel()
+        dog.cancel()
+        await asyncio.gather(*pending, dog, return_exceptions=True)
+        return LoadResult(self.events, t_start, t_change, t_end, write_s, 0.0)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run_load_asyncio(
+    port: int,
+    clients: int,
+    before_s: float,
+    after_s: float,
+    change: Callable[[], tuple[float, float]],
+) -> LoadResult:
+    loop = _new_event_loop()
+    try:
+        return loop.run_until_complete(_AsyncLoad(port, clients).run(before_s, after_s, change))
+    finally:
+        loop.close()
+
+
+def run_load_threads(
+    port: int,
+    clients: int,
+    before_s: float,
+    after_s: float,
+    change: Callable[[], tuple[float, float]],
+) -> LoadResult:
+    """The same load with one http.client thread per client (for comparison)."""
+    events: list[Response] = []  # list.append is atomic under the GIL
+    stop = threading.Event()
+
+    def worker(cid: int) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+                try:
+                    conn.connect()
+                    assert conn.sock is not None
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError as exc:
+                    events.append(
+                        Response(time.monotonic(), cid, None, f"connect: {_errname(exc)}")
+                    )
+                    conn = None
+                    time.sleep(RETRY_DELAY_S)
+                    continue
+            try:
+                conn.request("GET", "/", headers={"User-Agent": "reload-under-load"})
+                resp = conn.getresponse()
+                body = resp.read()
+            except TimeoutError:
+                events.append(Response(time.monotonic(), cid, None, "timeout"))
+                conn.close()
+                conn = None
+                continue
+            except (OSError, http.client.HTTPException) as exc:
+                events.append(
+                    Response(time.monotonic(), cid, None, f"connection lost: {_errname(exc)}")
+                )
+                conn.close()
+                conn = None
+                continue
+            events.append(classify(time.monotonic(), cid, resp.status, body))
+            if resp.will_close:
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(cid,), daemon=True) for cid in range(clients)]
+    t_start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, t_start + before_s - time.monotonic()))
+    t_change, write_s = change()
+    time.sleep(max(0.0, t_change + after_s - time.monotonic()))
+    t_end = time.monotonic()
+    stop.set()
+    for thread in threads:
+        thread.join(DRAIN_TIMEOUT_S + REQUEST_TIMEOUT_S)
+    return LoadResult(list(events), t_start, t_change, t_end, write_s, 0.0)
+
+
+CLIENTS = {"asyncio": run_load_asyncio, "threads": run_load_threads}
+
+
+# ============================================================================ servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_get(port: int, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+class Server:
+    """A server under test; subclasses start it serving ``script`` on ``port``."""
+
+    pgid: int | None = None  # process group, to tell its CPU from other processes'
+
+    def start(self, script: Path, port: int) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+
+class SubprocessServer(Server):
+    def __init__(self, argv: Callable[[Path, int], list[str]]) -> None:
+        self.argv = argv
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    def start(self, script: Path, port: int) -> None:
+        self.log_path = script.parent / "server.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                self.argv(script, port),
+                cwd=script.parent,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pgid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_TIMEOUT_S)
+        # uvicorn's reloader and gunicorn's workers live in the same group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        self.proc = None
+
+    def log(self) -> str:
+        if self.log_path is None:
+            return ""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class ApacheModWsgi(Server):
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.server: Any = None
+        self._log = ""
+
+    def start(self, script: Path, port: int) -> None:
+        from apache import modwsgi
+
+        self.server = modwsgi.ApacheServer(script, mode=self.mode, port=port)
+        self.server.start()
+        self.pgid = self.server.proc.pid
+
+    def alive(self) -> bool:
+        return (
+            self.server is not None
+            and self.server.proc is not None
+            and self.server.proc.poll() is None
+        )
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self._log = self.server.error_log()
+            self.server.stop()
+            self.server.cleanup()
+            self.server = None
+
+    def log(self) -> str:
+        if self.server is not None:
+            text: str = self.server.error_log()
+            return text
+        return self._log
+
+
+def _asyncwsgi(script: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "asyncwsgi",
+        str(script),
+        "--bind",
+        f"{HOST}:{port}",
+        "--threads",
+        "8",
+        "--script-reloading",
+        "on",
+        "--no-access-log",
+    ]
+
+
+def _gunicorn(script: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--reload",
+        "-w",
+        "1",
+        "-k",
+        "gthread",
+        "--threads",
+        "8",
+        "--bind",
+        f"{HOST}:{port}",
+        "--chdir",
+        str(script.parent),
+        f"{script.stem}:application",
+    ]
+
+
+def _uvicorn(script: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--reload",
+        "--reload-dir",
+        str(script.parent),
+        "--interface",
+        "wsgi",
+        "--no-access-log",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--app-dir",
+        str(script.parent),
+        f"{script.stem}:application",
+    ]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    description: str
+    make: Callable[[], Server]
+    requires: tuple[str, ...] = ()  # importable modules
+    apache: bool = False
+
+
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec(
+        "asyncwsgi",
+        "asyncwsgi, embedded, 1 process x 8 threads, script reloading on",
+        lambda: SubprocessServer(_asyncwsgi),
+        ("asyncwsgi",),
+    ),
+    ServerSpec(
+        "gunicorn-reload",
+        "gunicorn --reload -w 1 -k gthread --threads 8",
+        lambda: SubprocessServer(_gunicorn),
+        ("gunicorn",),
+    ),
+    ServerSpec(
+        "uvicorn-reload",
+        "uvicorn --reload --interface wsgi (a2wsgi), 1 worker",
+        lambda: SubprocessServer(_uvicorn),
+        ("uvicorn",),
+    ),
+    ServerSpec(
+        "modwsgi-embedded",
+        "Apache event MPM + mod_wsgi embedded mode, 2 processes, WSGIScriptReloading On",
+        lambda: ApacheModWsgi("embedded"),
+        apache=True,
+    ),
+    ServerSpec(
+        "modwsgi-daemon",
+        "Apache + mod_wsgi daemon mode, processes=2 threads=8, WSGIScriptReloading On",
+        lambda: ApacheModWsgi("daemon"),
+        apache=True,
+    ),
+)
+SERVERS_BY_NAME = {spec.name: spec for spec in SERVERS}
+
+
+def unavailable(spec: ServerSpec) -> str | None:
+    import importlib.util
+
+    for module in spec.requires:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not importable by {sys.executable}"
+    if spec.apache:
+        from apache import modwsgi
+
+        return modwsgi.unavailable_reason()
+    return None
+
+
+def wait_ready(server: Server, port: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"server exited during start-up:\n{server.log()[-LOG_TAIL_CHARS:]}")
+        try:
+            status, body = http_get(port, timeout=2.0)
+            if status == 200 and body_version(body) == 1:
+                return
+            last = f"{status} {body[:80]!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        time.sleep(0.05)
+    raise RuntimeError(f"no version=1 answer within {STARTUP_TIMEOUT_S:.0f} s ({last})")
+
+
+_RELOAD_LOG_RE = re.compile(
+    r"Reloading WSGI script.*|.*[Rr]estart.*|.*[Rr]eloading.*|.*modified.*|"
+    r"stopped after \d+ request\(s\).*"
+)
+
+
+def reload_log_lines(log: str) -> list[str]:
+    """The lines of a server log that talk about reloading (first 8)."""
+    found = [m.group(0).strip() for m in _RELOAD_LOG_RE.finditer(log)]
+    return found[:8]
+
+
+# ============================================================================ runner
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_processes_cpu(before: Any, after: Any, server_pgid: int) -> tuple[float, str]:
+    """Cores used by processes outside the server's group and this one, and the busiest.
+
+    Summed per process that is alive at the end, unlike ``cpustat.foreign_cpu`` (which
+    takes machine total minus ours): a server that replaces its workers on reload
+    (gunicorn, uvicorn, mod_wsgi daemon) would otherwise have the CPU of its exited
+    workers counted as someone else's. Processes that exited are missed, so this is a
+    lower bound.
+    """
+    elapsed = after.when - before.when
+    if elapsed <= 0:
+        return 0.0, ""
+    me = os.getpid()
+    scale = os.sysconf("SC_CLK_TCK") * elapsed
+    used: list[tuple[float, str]] = []
+    for pid, proc in after.processes.items():
+        if proc.pgrp == server_pgid or pid == me:
+            continue
+        prev = before.processes.get(pid)
+        delta = proc.ticks - (prev.ticks if prev is not None else 0)
+        if delta > 0:
+            used.append((delta / scale, proc.comm))
+    used.sort(reverse=True)
+    total = sum(cores for cores, _ in used)
+    top = ", ".join(f"{comm} {cores:.2f}" for cores, comm in used[:3] if cores >= 0.05)
+    return total, f"{total:.2f} cores used by other processes ({top or 'spread thin'})"
+
+
+def run_one(spec: ServerSpec, args: argparse.Namespace) -> dict[str, Any]:
+    import cpustat
+
+    result: dict[str, Any] = {"name": spec.name, "description": spec.description}
+    reason = unavailable(spec)
+    if reason is not None:
+        result["error"] = reason
+        return result
+    folder = Path(tempfile.mkdtemp(prefix=f"reload-{spec.name}-"))
+    folder.chmod(0o755)  # Apache's children (www-data) must read the script
+    server = spec.make()
+    try:
+        script = write_initial_app(folder)
+        port = free_port()
+        server.start(script, port)
+        wait_ready(server, port)
+        before = cpustat.snapshot()
+        cpu0 = _cpu_seconds()
+        load = CLIENTS[args.client](
+            port, args.clients, args.before, args.after, lambda: rewrite_app(script, args.write)
+        )
+        load.client_cpu_s = _cpu_seconds() - cpu0
+        foreign = other_processes_cpu(before, cpustat.snapshot(), server.pgid or -1)
+        time.sleep(0.2)  # let the server log its reload before it is stopped
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["log_tail"] = server.log()[-LOG_TAIL_CHARS:]
+        return result
+    finally:
+        server.stop()
+        server_log = server.log()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    metrics = compute_metrics(load.events, load.t_start, load.t_change, load.t_end)
+    duration = load.t_end - load.t_start
+    result.update(
+        metrics=metrics.__dict__,
+        write_ms=load.write_s * 1000,
+        duration_s=duration,
+        client_cpu_pct=100 * load.client_cpu_s / duration if duration else 0.0,
+        foreign_cpu=foreign[1] if foreign[0] >= FOREIGN_CPU_LIMIT else None,
+        foreign_cpu_cores=foreign[0],
+        reload_log=reload_log_lines(server_log),
+        log_tail=server_log[-LOG_TAIL_CHARS:],
+        bins={
+            "bin_ms": BIN_S * 1000,
+            "start_ms": (load.t_start - load.t_change) * 1000,
+            **timeline_bins(load.events, load.t_start, load.t_end),
+        },
+    )
+    return result
+
+
+def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
+    """One row per server: the whole run (left) and a zoom on the switch-over (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    ran = [r for r in results if r.get("metrics")]
+    if not ran:
+        return False
+    fig, axes = plt.subplots(
+        len(ran),
+        2,
+        figsize=(14, 2.3 * len(ran) + 1.0),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2.2, 1]},
+    )
+    colours = {"old": "#9aa7b8", "new": "#2b8a3e", "failed": "#d6336c"}
+    labels = {"old": "old code (version=1)", "new": "new code (version=2)", "failed": "failed"}
+    for row, r in enumerate(ran):
+        m = r["metrics"]
+        bins = r["bins"]
+        width = bins["bin_ms"] / 1000
+        n = len(bins["old"])
+        x = [bins["start_ms"] / 1000 + i * width for i in range(n)]
+        switch_s = (m["switch_over_ms"] or 0.0) / 1000
+        zoom = (-0.1, min(x[-1] + width, max(0.5, switch_s + 0.3)))
+        for col in (0, 1):
+            ax = axes[row][col]
+            bottom = [0] * n
+            for series in ("old", "new", "failed"):
+                values = bins[series]
+                if any(values):
+                    ax.bar(
+                        x,
+                        values,
+                        width=width,
+                        bottom=bottom,
+                        align="edge",
+                        color=colours[series],
+                        linewidth=0,
+                    )
+                    bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+            ax.axvline(0.0, color="black", linewidth=1, linestyle="--")
+            ax.grid(axis="y", alpha=0.3)
+            if col == 0:
+                ax.set_xlim(x[0], x[-1] + width)
+                ax.set_ylabel("responses / 10 ms")
+                ax.set_title(
+                    f"{r['name']}: {m['responses']:,} ok, {m['failed']:,} failed, "
+                    f"gap {_fmt_ms(m['longest_gap_ms'])} ms, switch-over "
+                    f"{_fmt_ms(m['switch_over_ms'])} ms, {m['old_after_change']:,} old after",
+                    fontsize=9,
+                    loc="left",
+                )
+            else:
+                ax.set_xlim(*zoom)
+                ax.set_title("zoom on the change", fontsize=9, loc="left")
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds from the script rewrite (dashed line)")
+    handles = [Patch(color=colours[k], label=labels[k]) for k in ("old", "new", "failed")]
+    fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for package in ("asyncwsgi", "gunicorn", "uvicorn", "a2wsgi", "uvloop", "mod_wsgi"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--only", default="", help="comma-separated server names")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--before", type=float, default=2.0, help="seconds of load before")
+    parser.add_argument("--after", type=float, default=2.0, help="seconds of load after")
+    parser.add_argument("--write", choices=("replace", "inplace"), default="replace")
+    parser.add_argument("--client", choices=tuple(CLIENTS), default="asyncio")
+    parser.add_argument("--rounds", type=int, default=1, help="run every server N times")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=15.0,
+        help="before each run, wait up to S s for other processes to go idle",
+    )
+    parser.add_argument("--no-save", action="store_true", help="print only, write no files")
+    args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be within 1..20")
+    if not 1 <= args.clients <= 1000:
+        parser.error("--clients must be within 1..1000")
+    if not (0.1 <= args.before <= 60 and 0.1 <= args.after <= 60):
+        parser.error("--before/--after must be within 0.1..60 s")
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVERS_BY_NAME]
+    if unknown:
+        parser.error(f"unknown server(s) {unknown}; choose from {list(SERVERS_BY_NAME)}")
+    args.servers = [SERVERS_BY_NAME[n] for n in names] if names else list(SERVERS)
+    return args
+
+
+def report_progress(r: dict[str, Any]) -> None:
+    if r.get("metrics"):
+        m = r["metrics"]
+        log(
+            f"    {m['responses']:,} ok, {m['failed']} failed, "
+            f"gap {_fmt_ms(m['longest_gap_ms'])} ms, "
+            f"switch-over {_fmt_ms(m['switch_over_ms'])} ms, "
+            f"{m['old_after_change']} old after change, client CPU {r['client_cpu_pct']:.0f}%"
+            + (f", busy machine: {r['foreign_cpu']}" if r.get("foreign_cpu") else "")
+        )
+    else:
+        log(f"    not run: {r.get('error')}")
+
+
+def wait_for_quiet_machine(max_wait: float, limit: float = FOREIGN_CPU_LIMIT) -> None:
+    """Wait (at most ``max_wait`` s) until other processes use under ``limit`` cores."""
+    import cpustat
+
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = cpustat.snapshot()
+        time.sleep(0.5)
+        foreign = cpustat.foreign_cpu(before, cpustat.snapshot(), our_pgrp=-1)
+        if foreign is None or foreign.cores < limit:
+            return
+        if time.monotonic() >= deadline:
+            log(f"    machine still busy after {max_wait:.0f} s ({foreign.describe()}); going on")
+            return
+
+
+_NUMBER_LIST_RE = re.compile(r"\[\n\s*(-?[\d.eE+-]+(?:,\n\s*-?[\d.eE+-]+)*)\n\s*\]")
+
+
+def dumps_compact_lists(obj: Any) -> str:
+    """Indented JSON, but each list of numbers (the 10 ms bins) on one line."""
+    text = json.dumps(obj, indent=1)
+    return _NUMBER_LIST_RE.sub(lambda m: "[" + re.sub(r",\n\s*", ",", m[1]) + "]", text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(BENCH_DIR))  # cpustat, apache.modwsgi
+    now = dt.datetime.now()
+    stamp = now.strftime("%Y%m%d-%H%M")
+    meta = {
+        "date": now.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "clients": args.clients,
+        "client": args.client,
+        "before_s": args.before,
+        "after_s": args.after,
+        "write": "temp file + os.replace" if args.write == "replace" else "in-place write",
+        "versions": versions(),
+    }
+    results = []
+    for round_no in range(1, args.rounds + 1):
+        for spec in args.servers:
+            label = f" (round {round_no}/{args.rounds})" if args.rounds > 1 else ""
+            log(f"--- {spec.name}{label}: {spec.description}")
+            wait_for_quiet_machine(args.quiet_wait)
+            r = run_one(spec, args)
+            r.update(round=round_no, rounds=args.rounds)
+            report_progress(r)
+            results.append(r)
+    if args.rounds > 1:  # one table block per server, rounds together
+        order = {spec.name: i for i, spec in enumerate(args.servers)}
+        results.sort(key=lambda r: (order[r["name"]], r["round"]))
+    report = render_markdown(results, meta)
+    print(report)
+    if args.no_save:
+        return 0
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    md_path = RESULTS_DIR / f"reload-under-load-{stamp}.md"
+    json_path = md_path.with_suffix(".json")
+    png_path = RESULTS_DIR / f"reload-timeline-{stamp}.png"
+    json_path.write_text(
+        __import__("cpustat").scrub_paths(dumps_compact_lists({"meta": meta, "servers": results})) + "\n"
+    )
+    shown = [median_run([r for r in results if r["name"] == spec.name]) for spec in args.servers]
+    title = f"Reload under load, {meta['date']} — {meta['machine']}"
+    if args.rounds > 1:
+        title += f"\n(per server, the round with the median longest gap of {args.rounds})"
+    if plot([r for r in shown if r is not None], png_path, title):
+        report += f"\n![timeline]({png_path.name})\n"
+        log(f"saved {png_path}")
+    md_path.write_text(__import__("cpustat").scrub_paths(report))
+    log(f"saved {md_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,670 @@
+"""Benchmark asyncwsgi against other WSGI servers on a hello-world app, using wrk.
+
+Usage::
+
+    python benchmarks/run.py [--duration 10] [--only NAME,...] [--connections 50,1000]
+                             [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
+                             [--retry-contended 2] [--no-save]
+
+For each selected server (see ``servers.py``) in turn: start it as a subprocess on
+a free port of 127.0.0.1, poll until it answers ``GET /`` with the expected body,
+warm it up with a short wrk run, run ``wrk --latency`` once per connection count,
+then stop it (SIGTERM to its process group, SIGKILL after 5 s). A server that
+cannot start is reported as "not run" instead of aborting the run.
+
+Prints one Markdown table and saves it, with a JSON of the raw numbers and wrk
+outputs, to ``benchmarks/results/hello-YYYYMMDD-HHMM.{md,json}``.
+All traffic goes to 127.0.0.1 and every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import runpy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cpustat
+from report import Measurement, RunReport, ServerOutcome, render_markdown
+from servers import SERVERS, SERVERS_BY_NAME, LaunchContext, ServerSpec
+from wrkparse import WrkParseError, parse_wrk_output
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+APPS_DIR = BENCH_DIR / "apps"
+RESULTS_DIR = BENCH_DIR / "results"
+PROJECT_APP = REPO_ROOT / "examples" / "hello.wsgi"
+FALLBACK_APP = APPS_DIR / "hello.wsgi"
+
+STARTUP_TIMEOUT_S = 15.0
+STOP_GRACE_S = 5.0
+WANTED_NOFILE = 65536
+WRK_EXTRA_TIMEOUT_S = 30.0  # on top of -d, before the runner gives up on wrk
+LOG_TAIL_LINES = 15
+FOREIGN_CPU_LIMIT = 0.25  # cores used by other processes above which a number is flagged
+QUEUE_SAMPLE_POINTS = (0.25, 0.5, 0.75)  # when to read the accept queue, as run fractions
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def raise_nofile_limit(wanted: int = WANTED_NOFILE) -> int:
+    """Raise RLIMIT_NOFILE (inherited by wrk and the servers); return the soft limit.
+
+    Raising the hard limit needs privileges; without them, settle for the hard limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted  # "at least": reported as such
+    if soft >= wanted:
+        return soft
+    if hard == resource.RLIM_INFINITY or hard >= wanted:
+        candidates = [(wanted, hard)]
+    else:
+        candidates = [(wanted, wanted), (hard, hard)]
+    for new_soft, new_hard in candidates:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, new_hard))
+        except (ValueError, OSError):
+            continue
+        return new_soft
+    return soft
+
+
+def find_executable(name: str) -> str | None:
+    """``name`` next to the running interpreter (a virtualenv's bin/), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which(name)
+
+
+def choose_app_script() -> Path:
+    return PROJECT_APP if PROJECT_APP.is_file() else FALLBACK_APP
+
+
+def expected_response_body(app_script: Path) -> bytes:
+    """Call the WSGI app in-process once, to know what every server must send back."""
+    application = runpy.run_path(str(app_script), run_name="hello_wsgi")["application"]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": HOST,
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return lambda data: None
+
+    chunks = application(environ, start_response)
+    try:
+        return b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def package_version(package: str) -> str:
+    try:
+        return f"{package} {importlib.metadata.version(package)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{package} (not installed)"
+
+
+def git_describe() -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def wrk_version(wrk: str) -> str:
+    try:
+        proc = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    first = (proc.stdout or proc.stderr).strip().splitlines()
+    return first[0].split(" [", 1)[0] if first else "unknown"
+
+
+def machine_description(wrk: str, nofile: int) -> dict[str, str]:
+    return {
+        "CPU": cpu_model(),
+        "Cores": str(os.cpu_count()),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Kernel": f"{platform.system()} {platform.release()}",
+        "wrk": wrk_version(wrk),
+        "Open-file limit (RLIMIT_NOFILE)": str(nofile),
+    }
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How every server is measured in one run."""
+
+    wrk: str
+    app_script: Path
+    body: bytes  # what GET / must return
+    connections: list[int]
+    threads: int
+    duration: int
+    warmup: int
+    wait_idle: float
+    retry_contended: int
+    server_cpus: frozenset[int] | None  # --pin: CPUs for the server, None: any
+    wrk_cpus: frozenset[int] | None  # --pin: CPUs for wrk, None: any
+    workdir: Path
+
+
+@contextlib.contextmanager
+def cpu_affinity(cpus: frozenset[int] | None) -> Iterator[None]:
+    """Run the block, and so the processes it starts, on ``cpus`` (None: leave as is)."""
+    if cpus is None:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def pin_cpus() -> tuple[frozenset[int], frozenset[int]]:
+    """--pin: the first usable CPU for the server, the others for wrk."""
+    if not hasattr(os, "sched_getaffinity"):
+        raise SystemExit("--pin needs os.sched_setaffinity (Linux)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least 2 usable CPUs")
+    return frozenset(cpus[:1]), frozenset(cpus[1:])
+
+
+class ServerProcess:
+    """A server subprocess in its own session, logging to a file."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        with open(log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: workers are stopped with it
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        """SIGTERM the process group; SIGKILL it if the server is not gone after 5 s."""
+        if self.alive():
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log(f"    server did not exit {STOP_GRACE_S:.0f} s after SIGTERM; SIGKILL")
+        # Also reaps workers left behind by a master that exited first.
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=STOP_GRACE_S)
+
+
+@contextlib.contextmanager
+def running_server(
+    argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, cpus: frozenset[int] | None
+) -> Iterator[ServerProcess]:
+    with cpu_affinity(cpus):
+        server = ServerProcess(argv, cwd, env, log_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_until_serving(
+    server: ServerProcess, port: int, timeout: float = STARTUP_TIMEOUT_S
+) -> tuple[int, bytes]:
+    """Poll ``GET /`` until it answers; return (status, body). Raises RuntimeError."""
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"exited with status {server.proc.returncode} before serving")
+        conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    raise RuntimeError(f"not answering GET / after {timeout:.0f} s ({last_error})")
+
+
+def wrk_argv(wrk: str, threads: int, connections: int, duration: int, url: str) -> list[str]:
+    return [wrk, "--latency", f"-t{threads}", f"-c{connections}", f"-d{duration}s", url]
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    accept_queue: list[int]  # accept-queue lengths at 1/4, 1/2 and 3/4 of the run, if probed
+
+
+def accept_queue_length(port: int) -> int | None:
+    """Connections waiting in the accept queue of the LISTEN socket(s) on 127.0.0.1:port.
+
+    wrk reports nothing about connections that wait there: a server that caps its
+    connections (waitress: 100) looks fine at c=1000 unless this is checked. Read
+    from /proc/net/tcp (rx_queue of a LISTEN socket); None where unavailable.
+    """
+    local = f"0100007F:{port:04X}"  # 127.0.0.1, as /proc/net/tcp spells it
+    total = 0
+    found = False
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[1] == local and fields[3] == "0A":
+                    total += int(fields[4].partition(":")[2], 16)
+                    found = True
+    except (OSError, ValueError):
+        return None
+    return total if found else None
+
+
+def run_wrk(
+    argv: list[str], duration: int, cpus: frozenset[int] | None, probe_port: int | None = None
+) -> WrkRun:
+    """Run wrk, bounded in time; optionally sample the server's accept queue meanwhile."""
+    started = time.monotonic()
+    with cpu_affinity(cpus):
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    samples: list[int] = []
+    try:
+        for fraction in QUEUE_SAMPLE_POINTS:
+            if probe_port is None:
+                break
+            try:
+                proc.wait(timeout=max(0.0, started + fraction * duration - time.monotonic()))
+                break  # wrk already exited
+            except subprocess.TimeoutExpired:
+                length = accept_queue_length(probe_port)
+                if length is not None:
+                    samples.append(length)
+        out, err = proc.communicate(timeout=duration + WRK_EXTRA_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += f"\nwrk killed after {duration + WRK_EXTRA_TIMEOUT_S:.0f} s"
+        return WrkRun(-1, out, err, samples)
+    return WrkRun(proc.returncode, out, err, samples)
+
+
+def wait_for_quiet_machine(max_wait: float) -> cpustat.ForeignCpu | None:
+    """Wait (bounded) until other processes use < FOREIGN_CPU_LIMIT cores over 1 s."""
+    deadline = time.monotonic() + max_wait
+    announced = False
+    while True:
+        before = cpustat.snapshot()
+        time.sleep(1.0)
+        usage = cpustat.foreign_cpu(before, cpustat.snapshot(), our_pgrp=-1)
+        if usage is None or usage.cores < FOREIGN_CPU_LIMIT or time.monotonic() >= deadline:
+            return usage
+        if not announced:
+            log(f"   machine busy ({usage.describe()}); waiting up to {max_wait:.0f} s")
+            announced = True
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
+    """Start one server, check its answer, warm it up, measure it, stop it."""
+    outcome = ServerOutcome(spec.name, spec.description, package_version(spec.package))
+    missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        outcome.failure = f"required module(s) not importable: {', '.join(missing)}"
+        return outcome
+
+    port = free_port()
+    ctx = LaunchContext(sys.executable, HOST, port, cfg.app_script, APPS_DIR)
+    outcome.argv = spec.argv(ctx)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH", "")) if p)
+    env["ASYNCWSGI_BENCH_APP"] = str(cfg.app_script)
+    url = f"http://{HOST}:{port}/"
+
+    log(f"== {spec.name}: {' '.join(outcome.argv)}")
+    if cfg.wait_idle > 0:
+        usage = wait_for_quiet_machine(cfg.wait_idle)
+        if usage is not None and usage.cores >= FOREIGN_CPU_LIMIT:
+            log(f"   still busy, measuring anyway: {usage.describe()}")
+    log_path = cfg.workdir / f"{spec.name}.log"
+    with running_server(outcome.argv, REPO_ROOT, env, log_path, cfg.server_cpus) as server:
+        try:
+            started = time.monotonic()
+            status, got = wait_until_serving(server, port)
+            log(f"   serving after {time.monotonic() - started:.2f} s")
+        except RuntimeError as exc:
+            outcome.failure = f"failed to start: {exc}"
+            outcome.log_tail = server.log_tail()
+            log(f"   {outcome.failure}\n{_indent(outcome.log_tail)}")
+            return outcome
+        if status != 200 or got != cfg.body:
+            outcome.failure = f"unexpected response to GET /: status {status}, body {got[:80]!r}"
+            log(f"   {outcome.failure}")
+            return outcome
+
+        if cfg.warmup > 0:
+            log(f"   warm-up {cfg.warmup} s")
+            warmup_argv = wrk_argv(cfg.wrk, cfg.threads, min(cfg.connections), cfg.warmup, url)
+            run_wrk(warmup_argv, cfg.warmup, cfg.wrk_cpus)
+
+        for c in cfg.connections:
+            if not server.alive():
+                outcome.measurements[c] = Measurement(c, error="server had exited")
+                continue
+            argv = wrk_argv(cfg.wrk, cfg.threads, c, cfg.duration, url)
+            best = measure(server, port, c, argv, cfg)
+            attempts = 1
+            while (
+                best.contention is not None
+                and best.result is not None
+                and attempts <= cfg.retry_contended
+                and server.alive()
+            ):
+                log("   contended; waiting for a quiet machine, then measuring again")
+                wait_for_quiet_machine(cfg.wait_idle)
+                retry = measure(server, port, c, argv, cfg)
+                attempts += 1
+                if retry.result is not None and (retry.foreign_cpu_cores or 0.0) < (
+                    best.foreign_cpu_cores or 0.0
+                ):
+                    best = retry
+            best.attempts = attempts
+            outcome.measurements[c] = best
+        outcome.log_tail = server.log_tail()
+    return outcome
+
+
+def measure(
+    server: ServerProcess, port: int, connections: int, argv: list[str], cfg: BenchConfig
+) -> Measurement:
+    """One wrk run, with the CPU other processes used meanwhile."""
+    log(f"   {' '.join(argv)}")
+    before = cpustat.snapshot()
+    run = run_wrk(argv, cfg.duration, cfg.wrk_cpus, probe_port=port)
+    out, err = run.stdout, run.stderr
+    foreign = cpustat.foreign_cpu(before, cpustat.snapshot(), server.proc.pid)
+    measurement = Measurement(connections, wrk_output=out + err)
+    measurement.accept_queue = run.accept_queue
+    if foreign is not None:
+        measurement.foreign_cpu_cores = round(foreign.cores, 3)
+        if foreign.cores >= FOREIGN_CPU_LIMIT:
+            measurement.contention = foreign.describe()
+    try:
+        measurement.result = parse_wrk_output(out)
+    except WrkParseError as exc:
+        measurement.error = f"wrk failed (exit {run.returncode}): {exc}; {err.strip()[:200]}"
+    if not server.alive():
+        note = f"server exited (status {server.proc.returncode}) during the run"
+        measurement.error = f"{measurement.error}; {note}" if measurement.error else note
+    log("   " + _summary(measurement))
+    return measurement
+
+
+def _summary(m: Measurement) -> str:
+    if m.result is None:
+        return f"c={m.connections}: {m.error}"
+    r = m.result
+    text = (
+        f"c={m.connections}: {r.requests_per_sec:,.0f} req/s, p99 {r.p99_ms} ms, {r.errors} errors"
+    )
+    if m.error:
+        text += f" ({m.error})"
+    if m.contention:
+        text += f" [contended: {m.contention}]"
+    return text
+
+
+def _cpu_list(cpus: frozenset[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("     | " + line for line in text.splitlines())
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text}") from exc
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("need positive integers")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVERS_BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown server(s) {unknown}; choose from {', '.join(SERVERS_BY_NAME)}"
+        )
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument(
+        "--only",
+        type=_name_list,
+        default=None,
+        help=f"comma-separated servers to run (default all: {','.join(SERVERS_BY_NAME)})",
+    )
+    parser.add_argument(
+        "--connections", type=_int_list, default=[50, 1000], help="comma-separated wrk -c values"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (load generator threads)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds (0: none)")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=60.0,
+        help="before each server, wait up to this many seconds for other processes to "
+        f"use < {FOREIGN_CPU_LIMIT} cores (0: do not wait)",
+    )
+    parser.add_argument(
+        "--retry-contended",
+        type=int,
+        default=2,
+        help="re-run a measurement this many times at most if other processes used "
+        f">= {FOREIGN_CPU_LIMIT} cores during it, keeping the least contended run",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server to the first CPU and wrk to the others (default: no pinning)",
+    )
+    parser.add_argument(
+        "--no-save", action="store_true", help="print only; do not write benchmarks/results/"
+    )
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.threads <= 0 or min(args.warmup, args.retry_contended) < 0:
+        parser.error("--duration and --threads must be positive, --warmup non-negative")
+    if min(args.connections) < args.threads:
+        parser.error("wrk needs at least as many connections as threads")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = find_executable("wrk")
+    if wrk is None:
+        log("wrk not found next to the interpreter or on PATH (apt-get install wrk)")
+        return 2
+    nofile = raise_nofile_limit()
+    if nofile < max(args.connections) + 100:
+        log(f"warning: open-file limit {nofile} is low for {max(args.connections)} connections")
+
+    app_script = choose_app_script()
+    body = expected_response_body(app_script)
+    specs = [SERVERS_BY_NAME[n] for n in args.only] if args.only else list(SERVERS)
+    now = dt.datetime.now(dt.timezone.utc)
+
+    server_cpus, wrk_cpus = pin_cpus() if args.pin else (None, None)
+
+    with tempfile.TemporaryDirectory(prefix="asyncwsgi-bench-") as tmp:
+        cfg = BenchConfig(
+            wrk=wrk,
+            app_script=app_script,
+            body=body,
+            connections=args.connections,
+            threads=args.threads,
+            duration=args.duration,
+            warmup=args.warmup,
+            wait_idle=args.wait_idle,
+            retry_contended=args.retry_contended,
+            server_cpus=server_cpus,
+            wrk_cpus=wrk_cpus,
+            workdir=Path(tmp),
+        )
+        outcomes = [bench_server(spec, cfg) for spec in specs]
+
+    notes = [
+        f"**App:** `{app_script.relative_to(REPO_ROOT)}` (response body {body!r}, "
+        "checked byte-for-byte against every server before it is measured)",
+        f"**Warm-up:** {args.warmup} s of wrk at c={min(args.connections)} per server; "
+        "each server runs alone, started fresh, then stopped",
+        "**CPU pinning:** "
+        + (
+            f"server on CPU {_cpu_list(server_cpus)}, wrk on CPU {_cpu_list(wrk_cpus)} (--pin)"
+            if server_cpus is not None and wrk_cpus is not None
+            else "none (the scheduler spreads server and wrk over all cores)"
+        ),
+        f"**Contention check:** CPU used by other processes during each wrk run is measured "
+        f"from /proc; a `*` after req/s marks a run where it was >= {FOREIGN_CPU_LIMIT} cores",
+    ]
+    describe = git_describe()
+    if describe:
+        notes.append(f"**asyncwsgi git:** {describe}")
+    report = RunReport(
+        date_utc=now.strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine_description(wrk, nofile),
+        wrk_commands=[
+            " ".join(wrk_argv("wrk", args.threads, c, args.duration, f"http://{HOST}:PORT/"))
+            for c in args.connections
+        ],
+        notes=notes,
+        connections=args.connections,
+        servers=outcomes,
+    )
+    markdown = render_markdown(report)
+    print(markdown)
+    if not args.no_save:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        stem = RESULTS_DIR / f"hello-{now:%Y%m%d-%H%M}"
+        stem.with_suffix(".md").write_text(cpustat.scrub_paths(markdown), encoding="utf-8")
+        stem.with_suffix(".json").write_text(
+            cpustat.scrub_paths(json.dumps(report.to_dict(), indent=2)) + "\n", encoding="utf-8"
+        )
+        log(f"saved {stem}.md and {stem}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
