@@ -1193,9 +1193,8 @@ def main(argv: list[str] | None = None) -> int:
     md_path = RESULTS_DIR / f"reload-under-load-{stamp}.md"
     json_path = md_path.with_suffix(".json")
     png_path = RESULTS_DIR / f"reload-timeline-{stamp}.png"
-    json_path.write_text(
-        __import__("cpustat").scrub_paths(dumps_compact_lists({"meta": meta, "servers": results})) + "\n"
-    )
+    scrub = __import__("cpustat").scrub_paths
+    json_path.write_text(scrub(dumps_compact_lists({"meta": meta, "servers": results})) + "\n")
     shown = [median_run([r for r in results if r["name"] == spec.name]) for spec in args.servers]
     title = f"Reload under load, {meta['date']} — {meta['machine']}"
     if args.rounds > 1:
@@ -1203,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
     if plot([r for r in shown if r is not None], png_path, title):
         report += f"\n![timeline]({png_path.name})\n"
         log(f"saved {png_path}")
-    md_path.write_text(__import__("cpustat").scrub_paths(report))
+    md_path.write_text(scrub(report))
     log(f"saved {md_path} and {json_path}")
     return 0
 
