@@ -37,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 import anyio
 import anyio.lowlevel
 
-from asyncwsgi.errors import ClientDisconnected, ConfigError, ScriptLoadError
+from asyncwsgi.errors import BadRequestBody, ClientDisconnected, ConfigError, ScriptLoadError
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.wsgi.environ import base_environ, build_environ
@@ -340,6 +340,17 @@ class _RequestBody:
                 self.eof = True
             elif self._size > _BODY_BUFFER:
                 self.paused = True
+            self._cond.notify()
+
+    def cut(self, more: bool) -> None:
+        """Drop body bytes nobody will read in time (the buffer is full and the response
+        has started); a later read() gets what was buffered, then an error — never a
+        silently short body."""
+        with self._cond:
+            if self._error is None:
+                self._error = BadRequestBody(
+                    "request body discarded: it was not read before the response started"
+                )
             self._cond.notify()
 
     def fail(self, exc: BaseException) -> None:
@@ -704,17 +715,24 @@ class _Exchange:
         try:
             while not self.done:
                 body = self._body
-                if body is not None and body.paused:
+                if body is not None and body.paused and not self._started:
                     # The application is behind: call no receive() until it catches up,
                     # so the host stops reading the socket.
                     waiter = self._receiver_waiter = link.waiter()
                     await link.wait(waiter)
                     continue
+                # Once the response is under way, keep calling receive() even when the
+                # application leaves its body unread: it is the only way to hear of a
+                # client that goes away on hosts whose send() stays silent.
                 message = await receive()
                 kind = message.get("type")
                 if kind == "http.request":
                     if body is not None and not body.eof:
-                        body.feed(message.get("body", b""), bool(message.get("more_body")))
+                        more = bool(message.get("more_body"))
+                        if body.paused:
+                            body.cut(more)
+                        else:
+                            body.feed(message.get("body", b""), more)
                 elif kind == "http.disconnect":
                     self._loop_lost("client disconnected")
                     return

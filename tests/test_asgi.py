@@ -942,3 +942,44 @@ def test_reloading_off_never_stats(tmp_path: Path, backend: str) -> None:
         run(backend, main)
     finally:
         bridge.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_disconnect_heard_while_a_large_body_goes_unread(backend: str) -> None:
+    """A streamed response to a request whose (large) body the application never reads:
+    on hosts whose send() stays silent after a disconnect, receive() is the only way to
+    hear of it, so the bridge keeps calling it and the endless response stops."""
+    closed = threading.Event()
+
+    def endless(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def gen() -> Any:
+            try:
+                while True:
+                    yield b"tick\n"
+                    time.sleep(0.005)
+            finally:
+                closed.set()
+
+        return gen()
+
+    class SilentHost(Host):
+        async def send(self, message: Message) -> None:
+            if self._gone is not None and self._gone.is_set():
+                return  # uvicorn: send() after a disconnect does nothing
+            await super().send(message)
+
+    async def main() -> bool:
+        bridge = WSGIApp(endless, threads=2)
+        host = SilentHost([b"b" * 65536] * 8, disconnect_after_sends=5)
+        headers = [(b"content-length", b"524288")]
+        ended = False
+        with anyio.move_on_after(5):
+            await bridge(scope_for("/", method="POST", headers=headers), host.receive, host.send)
+            ended = True
+        bridge.close(2)
+        return ended
+
+    assert anyio.run(main, backend=backend) is True
+    assert closed.wait(5), "the application's iterable was never closed"
