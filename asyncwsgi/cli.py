@@ -205,6 +205,15 @@ def _raise_fd_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def _set_title(title: str) -> None:
+    """Name the process so ``pgrep -f 'asyncwsgi: main'`` finds it."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # pragma: no cover - a declared dependency, but optional to run
+        return
+    setproctitle(title)
+
+
 def _print_addresses(addresses: list[str]) -> None:
     for address in addresses:
         print(f"Listening on {address}", flush=True)
@@ -220,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"asyncwsgi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.log_level)
+    _set_title("asyncwsgi: main")
     # Two descriptors per connection: the socket and the duplicate workers write to.
     _raise_fd_limit(2 * config.max_connections + 64)
     try:

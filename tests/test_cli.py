@@ -384,3 +384,9 @@ def test_config_is_frozen() -> None:
     assert config.threads == 3
     with pytest.raises(AttributeError):
         config.threads = 4  # type: ignore[misc]
+
+
+def test_process_title_names_the_server(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(EXAMPLES / "hello.wsgi")
+    cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
+    assert cmdline.startswith(b"asyncwsgi: main")
