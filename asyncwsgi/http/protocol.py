@@ -115,6 +115,10 @@ class RequestBody:
     def continue_pending(self) -> bool:
         return self._expect_continue
 
+    def cancel_continue(self) -> None:
+        with self._cond:
+            self._expect_continue = False
+
     # -- worker side -------------------------------------------------------------------
 
     def read(self, size: int) -> bytes:
@@ -155,9 +159,13 @@ class RequestBody:
 
 
 def _loop_send_continue(protocol: HttpProtocol, _: object) -> None:
-    protocol.executed += 1
-    if not protocol.disconnected:
-        protocol.transport.write(_CONTINUE)
+    # Count it done only once its bytes are in the transport: a worker that sees
+    # posted == executed may write to the socket itself, and must come after them.
+    try:
+        if not protocol.disconnected:
+            protocol.transport.write(_CONTINUE)
+    finally:
+        protocol.executed += 1
 
 
 def _loop_resume_body(protocol: HttpProtocol, _: object) -> None:
@@ -285,6 +293,9 @@ class Exchange:
             body_length=body_length,
         )
         self._head = head
+        if self.body is not None:
+            # The answer is under way: a 100 Continue now would land inside it.
+            self.body.cancel_continue()
         self._send(head.data + self._frame(body, final), final)
 
     def write(self, data: bytes, *, final: bool = False) -> None:
@@ -340,7 +351,7 @@ class Exchange:
 
     def _may_keep_alive(self) -> bool:
         protocol = self._protocol
-        if not self.keep_alive or self._state.shutting_down:
+        if not self.keep_alive:
             return False
         if protocol.closing and not protocol._queue and protocol._pending_reject is None:
             # Nothing read after this request waits for an answer: close after it.
@@ -571,6 +582,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A client may half-close after sending its request; answer what was read.
+        parsing = self._parsing
+        if parsing is not None and parsing.body is not None and not parsing.body.eof:
+            parsing.body.fail(ClientDisconnected("client closed its side mid-body"))
         with self.lock:
             if self._active is not None or self._queue:
                 self.closing = True
@@ -864,20 +878,24 @@ class HttpProtocol(asyncio.Protocol):
         return sent
 
     def _loop_write(self, exchange: Exchange, data: bytes) -> None:
-        self.executed += 1
-        if self.disconnected:
-            return
-        self.transport.write(data)
+        try:
+            if self.disconnected:
+                return
+            self.transport.write(data)
+        finally:
+            self.executed += 1  # after the write: see _loop_send_continue
         exchange.written += len(data)
         if exchange._waiter is not None and not self.write_paused:
             exchange._waiter.set()
 
     def _loop_write_final(self, exchange: Exchange, data: bytes) -> None:
-        self.executed += 1
-        if self.disconnected:
-            return
-        if data:
-            self.transport.write(data)
+        try:
+            if self.disconnected:
+                return
+            if data:
+                self.transport.write(data)
+        finally:
+            self.executed += 1  # after the write: see _loop_send_continue
         head = exchange._head
         assert head is not None
         if not head.keep_alive:
@@ -886,10 +904,12 @@ class HttpProtocol(asyncio.Protocol):
         with self.lock:
             self._active = None
         if exchange is self._parsing:
-            # Its body is still arriving: read the (small) rest and discard it.
+            # Its body is still arriving: read the (small) rest and discard it, within
+            # the header timeout.
             if exchange.body is not None:
                 exchange.body.fail(ClientDisconnected("response already sent"))
             self._set_pause(body=False, pipeline=False)
+            self.deadline = time.monotonic() + self.limits.header_timeout
             return
         self._next_request()
 
@@ -920,9 +940,15 @@ class HttpProtocol(asyncio.Protocol):
             self.deadline = time.monotonic() + self.limits.keep_alive_timeout
 
     def _abort(self, exchange: Exchange) -> None:
-        if not self.disconnected:
-            self._close()
+        # transport.abort(), not close(): a client that stopped reading would keep a
+        # close() waiting forever to flush.
+        self.deadline = 0.0
+        with self.lock:
+            already = self.disconnected
             self.disconnected = True
+            self._release_fd()
+        if not already:
+            self.transport.abort()
 
     # -- errors, timeouts, closing -----------------------------------------------------
 

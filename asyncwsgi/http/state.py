@@ -129,7 +129,10 @@ class ServerState:
         if self.connections:
             monotonic = time.monotonic()
             for connection in list(self.connections):
-                connection.check_deadline(monotonic)
+                try:
+                    connection.check_deadline(monotonic)
+                except Exception:  # one connection must not stop every timeout
+                    logger.exception("error checking a connection's deadline")
         # Wake at the next second boundary if that comes first, so Date is never stale.
         delay = min(self._interval, 1.0 - (now % 1.0) + 0.001)
         self._timer = self.loop.call_later(delay, self._tick)

@@ -177,6 +177,8 @@ def call_application(app: WSGIApplication, environ: Environ, exchange: Exchange)
             response.finish()
     except ClientDisconnected:
         logger.debug("client disconnected during %s %s", exchange.method, environ["PATH_INFO"])
+        # Gone, or too slow to wait for: end the connection (a no-op if already closed).
+        exchange.abort()
     except BadRequestBody as exc:
         # The client's fault, not the application's: no traceback, and the server's
         # exchange answers with the 4xx it recorded.

@@ -1,0 +1,56 @@
+"""Connection handling edge cases: half-close mid-body, 100-continue after the head,
+pipelined requests at shutdown."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+from tests.conftest import recv_until_closed
+
+
+def test_half_close_mid_body_ends_the_connection_promptly(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server("review_apps:read_body")
+    sock = server.connect()
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+    sock.shutdown(socket.SHUT_WR)
+    started = time.monotonic()
+    data = recv_until_closed(sock, timeout=10)
+    # The application's read() fails at once; the server closes instead of waiting a
+    # minute for bytes that cannot come, and sends no made-up success.
+    assert time.monotonic() - started < 5
+    assert b"200 OK" not in data
+
+
+def test_no_100_continue_inside_a_started_response(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server("review_apps:respond_then_read")
+    sock = server.connect()
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    sock.settimeout(5)
+    head = b""
+    while b"part1" not in head:
+        chunk = sock.recv(65536)
+        assert chunk, head
+        head += chunk
+    sock.sendall(b"hello")
+    rest = recv_until_closed(sock, timeout=10)
+    whole = head + rest
+    assert b"100 Continue" not in whole
+    assert whole.startswith(b"HTTP/1.1 200 OK")
+    assert b"|5" in whole
+
+
+def test_pipelined_requests_are_answered_on_sigterm(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server("review_apps:slow_path")
+    sock = server.connect()
+    sock.sendall(b"".join(f"GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(3)))
+    time.sleep(0.1)  # let the server read all three before it is told to stop
+    server.signal(signal.SIGTERM)
+    data = recv_until_closed(sock, timeout=15)
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    bodies = [data.index(b"\r\n\r\n/" + str(i).encode()) for i in range(3)]
+    assert bodies == sorted(bodies)  # answered in order
+    assert data.rstrip().endswith(b"/2")
+    assert data.count(b"Connection: close") == 1  # only the last one closes
+    assert server.proc.wait(timeout=15) == 0
