@@ -175,12 +175,6 @@ class Config:
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return Config.build(**{**current, **options})
 
-    @property
-    def is_script(self) -> bool:
-        """True when ``app`` names a script file rather than ``module:attr``."""
-        app = self.app
-        return isinstance(app, str) and (app.endswith((".wsgi", ".py")) or os.path.isfile(app))
-
 
 def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):

@@ -25,7 +25,7 @@ from asyncwsgi.config import BindAddress, Config
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
-from asyncwsgi.scripts.loader import load_target
+from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
@@ -43,7 +43,7 @@ def make_source(config: Config) -> ScriptSource | StaticSource:
     app = config.app
     if not isinstance(app, str):
         return StaticSource(app)
-    if config.is_script:
+    if is_script_path(app):
         return ScriptSource(app, callable_name=config.callable, reloading=config.script_reloading)
     return StaticSource(load_target(app, config.callable))
 
