@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from asyncwsgi import __version__
-from asyncwsgi.config import LOG_LEVELS, LOOPS, Config
+from asyncwsgi.config import LOG_LEVELS, LOOPS, MODES, Config
 from asyncwsgi.errors import ConfigError, ScriptLoadError
 
 EXIT_OK = 0
@@ -38,6 +38,16 @@ def _seconds(value: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
+    return number
+
+
+def _seconds_or_off(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (off) or more seconds, not {value!r}")
     return number
 
 
@@ -144,6 +154,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
     add("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
+    add(
+        "--mode",
+        choices=MODES,
+        help="run the app in this process's threads (embedded, the default) or in a daemon "
+        "process group that this server feeds and restarts one process at a time",
+    )
+    add(
+        "--processes",
+        type=_count,
+        metavar="N",
+        help="daemon mode: processes in the group; embedded mode: copies of the whole "
+        "server sharing the sockets (default 1)",
+    )
+    add("--group", metavar="NAME", help="daemon process group name (default: default)")
+    add(
+        "--shutdown-timeout",
+        type=_seconds,
+        metavar="S",
+        help="daemon mode: seconds after --graceful-timeout before a replaced process is "
+        "killed (default 5)",
+    )
+    add(
+        "--maximum-requests",
+        type=_count,
+        metavar="N",
+        help="daemon mode: replace a process after about N requests (default 0: never)",
+    )
+    add(
+        "--maximum-requests-jitter",
+        type=_count,
+        metavar="N",
+        help="daemon mode: up to N more requests per process, so they are not all "
+        "replaced at once (default: a tenth of --maximum-requests)",
+    )
+    add(
+        "--restart-interval",
+        type=_seconds_or_off,
+        metavar="S",
+        help="daemon mode: replace each process after S seconds (default 0: never)",
+    )
+    add(
+        "--request-timeout",
+        type=_seconds_or_off,
+        metavar="S",
+        help="daemon mode: answer 504 to a request running longer and replace its "
+        "process (default 0: never)",
+    )
+    add(
+        "--control-socket",
+        metavar="PATH",
+        help="UNIX socket that 'python -m asyncwsgi reload' talks to (default: "
+        "$XDG_RUNTIME_DIR/asyncwsgi/PID.sock, or /tmp/asyncwsgi-UID/PID.sock; none: off)",
+    )
     return parser
 
 
@@ -167,6 +230,15 @@ _OPTION_NAMES = (
     "forwarded_allow_ips",
     "certfile",
     "keyfile",
+    "mode",
+    "processes",
+    "group",
+    "shutdown_timeout",
+    "maximum_requests",
+    "maximum_requests_jitter",
+    "restart_interval",
+    "request_timeout",
+    "control_socket",
 )
 
 

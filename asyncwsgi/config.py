@@ -17,6 +17,7 @@ from asyncwsgi.errors import ConfigError
 
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+MODES = ("embedded", "daemon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,22 @@ class Config:
     forwarded_allow_ips: str = "127.0.0.1,::1"
     certfile: str = ""
     keyfile: str = ""
+    # Where the application runs: in this process's threads ("embedded"), or in a process
+    # group of ``processes`` daemon processes x ``threads`` threads ("daemon"). In embedded
+    # mode ``processes`` > 1 runs that many copies of the whole server on shared sockets.
+    mode: str = "embedded"
+    processes: int = 1
+    group: str = "default"
+    # Daemon processes: a replaced process has ``graceful_timeout`` to finish its requests
+    # and is killed ``shutdown_timeout`` after that.
+    shutdown_timeout: float = 5.0
+    maximum_requests: int = 0  # replace a daemon process after this many requests; 0: never
+    maximum_requests_jitter: int = -1  # up to this many more per process; -1: a tenth
+    restart_interval: float = 0.0  # replace daemon processes this often (seconds); 0: never
+    request_timeout: float = 0.0  # 504 and replace the process after this long; 0: never
+    # The control socket ``python -m asyncwsgi reload`` talks to; "" for the default place,
+    # "none" for no control socket.
+    control_socket: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.app, str):
@@ -157,6 +174,51 @@ class Config:
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{name}: no such file {path!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        _positive_int("processes", self.processes)
+        if not isinstance(self.group, str) or not self.group or not self.group.isprintable():
+            raise ConfigError(f"group: {self.group!r} is not a usable process group name")
+        if any(c.isspace() or c == "/" for c in self.group):
+            raise ConfigError(f"group: {self.group!r} may not contain spaces or '/'")
+        if (
+            isinstance(self.shutdown_timeout, bool)
+            or not isinstance(self.shutdown_timeout, (int, float))
+            or self.shutdown_timeout <= 0
+        ):
+            raise ConfigError(
+                f"shutdown_timeout: must be a positive number of seconds, not "
+                f"{self.shutdown_timeout!r}"
+            )
+        _positive_int("maximum_requests", self.maximum_requests, allow_zero=True)
+        if (
+            isinstance(self.maximum_requests_jitter, bool)
+            or not isinstance(self.maximum_requests_jitter, int)
+            or self.maximum_requests_jitter < -1
+        ):
+            raise ConfigError(
+                "maximum_requests_jitter: must be a non-negative whole number (or -1 for a "
+                f"tenth of maximum_requests), not {self.maximum_requests_jitter!r}"
+            )
+        for name in ("restart_interval", "request_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{name}: must be a number of seconds (0: off), not {value!r}")
+        if self.mode != "daemon":
+            for name in (
+                "maximum_requests",
+                "restart_interval",
+                "request_timeout",
+            ):
+                if getattr(self, name):
+                    raise ConfigError(f"{name}: applies to daemon mode only (mode='daemon')")
+        if self.mode == "daemon" and not isinstance(self.app, str):
+            raise ConfigError(
+                "app: daemon mode imports the application in other processes, so it needs a "
+                "script path or 'module:attr', not a callable"
+            )
+        if not isinstance(self.control_socket, str):
+            raise ConfigError("control_socket: a path, '' for the default, or 'none'")
         for name in ("script_reloading", "access_log", "server_header"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be True or False")
