@@ -19,6 +19,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
@@ -72,6 +73,7 @@ class RequestBody:
         "_protocol",
         "_size",
         "eof",
+        "listener",
         "received",
     )
 
@@ -85,6 +87,8 @@ class RequestBody:
         self._paused = False
         self.eof = False
         self.received = 0
+        # Loop-side consumers (see LOOP CONSUMERS below) are told of every change here.
+        self.listener: Callable[[], None] | None = None
 
     # -- loop side ---------------------------------------------------------------------
 
@@ -98,18 +102,69 @@ class RequestBody:
             full = self._size > self._protocol.limits.body_buffer
             if full:
                 self._paused = True
-            return full
+        if self.listener is not None:
+            self.listener()
+        return full
 
     def feed_eof(self) -> None:
         with self._cond:
             self.eof = True
             self._cond.notify()
+        if self.listener is not None:
+            self.listener()
 
     def fail(self, exc: BaseException) -> None:
         with self._cond:
             if not self.eof:
                 self._error = exc
             self._cond.notify()
+        if self.listener is not None:
+            self.listener()
+
+    # -- loop consumers ----------------------------------------------------------------
+    # A runner that answers on the event loop (daemon mode's front) takes the body from
+    # here without blocking, and is called back through ``listener`` when more arrives.
+
+    @property
+    def buffered(self) -> int:
+        return self._size
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def take(self, limit: int) -> bytes:
+        """Up to ``limit`` buffered bytes, without waiting (``b""`` if none)."""
+        with self._cond:
+            chunks = self._chunks
+            if not chunks or limit <= 0:
+                return b""
+            if limit >= self._size:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+            else:
+                first = chunks[0]
+                if len(first) <= limit:
+                    data = chunks.popleft()
+                else:
+                    data = first[:limit]
+                    chunks[0] = first[limit:]
+            self._size -= len(data)
+            resume = self._paused and self._size <= self._protocol.limits.body_buffer // 2
+            if resume:
+                self._paused = False
+        if resume:
+            self._protocol._set_pause(body=False)
+        return data
+
+    def send_continue(self) -> None:
+        """Send ``100 Continue`` now if the client waits for it (loop side)."""
+        with self._cond:
+            pending = self._expect_continue
+            self._expect_continue = False
+        protocol = self._protocol
+        if pending and not protocol.disconnected:
+            protocol.transport.write(_CONTINUE)
 
     @property
     def continue_pending(self) -> bool:
@@ -201,6 +256,7 @@ class Exchange:
         "headers",
         "http_version",
         "keep_alive",
+        "listener",
         "method",
         "path",
         "query",
@@ -244,6 +300,8 @@ class Exchange:
         self.body_sent = 0
         self._overrun = False
         self._waiter: threading.Event | None = None
+        # Loop-side runners: called when the client goes away or can take more bytes.
+        self.listener: Callable[[], None] | None = None
 
     # -- worker side -------------------------------------------------------------------
 
@@ -279,6 +337,16 @@ class Exchange:
 
         With ``final`` the response is complete after ``body``.
         """
+        self._send(self._start_response(status, headers, body, final, body_length), final)
+
+    def _start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        final: bool,
+        body_length: int,
+    ) -> bytes:
         if self._head is not None:
             raise RuntimeError("response head already sent")
         if final and body_length < 0:
@@ -296,7 +364,7 @@ class Exchange:
         if self.body is not None:
             # The answer is under way: a 100 Continue now would land inside it.
             self.body.cancel_continue()
-        self._send(head.data + self._frame(body, final), final)
+        return head.data + self._frame(body, final)
 
     def write(self, data: bytes, *, final: bool = False) -> None:
         """Send more of the body; blocks while the client is behind."""
@@ -398,19 +466,7 @@ class Exchange:
         if protocol.disconnected:
             raise ClientDisconnected("client disconnected")
         if final:
-            self.finished = True
-            head = self._head
-            assert head is not None
-            if head.framing == LENGTH and self.body_sent < head.content_length:
-                logger.error(
-                    "application sent %d of the %d bytes its Content-Length promised for "
-                    "%s %s; closing the connection",
-                    self.body_sent,
-                    head.content_length,
-                    self.method,
-                    self.path.decode("latin-1"),
-                )
-                head.keep_alive = False
+            self._finishing()
             if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, True)):
                 protocol.post_io(protocol._loop_write_final, self, data)
             if self._state.access_log is not None:
@@ -423,6 +479,21 @@ class Exchange:
             protocol.post_io(protocol._loop_write, self, data)
         if protocol.write_paused or self._posted - self.written > protocol.limits.write_buffer:
             self._wait_writable()
+
+    def _finishing(self) -> None:
+        self.finished = True
+        head = self._head
+        assert head is not None
+        if head.framing == LENGTH and self.body_sent < head.content_length:
+            logger.error(
+                "application sent %d of the %d bytes its Content-Length promised for "
+                "%s %s; closing the connection",
+                self.body_sent,
+                head.content_length,
+                self.method,
+                self.path.decode("latin-1"),
+            )
+            head.keep_alive = False
 
     def _wait_writable(self) -> None:
         protocol = self._protocol
@@ -475,6 +546,63 @@ class Exchange:
         waiter = self._waiter
         if waiter is not None:
             waiter.set()
+        if self.listener is not None:
+            self.listener()
+
+    # -- loop runners ------------------------------------------------------------------
+    # The same answers as the worker-side methods, for a runner that answers on the event
+    # loop itself (daemon mode's front): they write to the transport at once and never
+    # block. Backpressure is the runner's job: it sends more only while ``writable``,
+    # and ``listener`` is called when the client has taken what was queued.
+
+    @property
+    def writable(self) -> bool:
+        protocol = self._protocol
+        return not protocol.write_paused and not protocol.disconnected
+
+    def loop_respond(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        final: bool,
+        body_length: int = -1,
+    ) -> None:
+        self._loop_send(self._start_response(status, headers, body, final, body_length), final)
+
+    def loop_write(self, data: bytes, *, final: bool = False) -> None:
+        if self._head is None:
+            raise RuntimeError("write() before the response head")
+        self._loop_send(self._frame(data, final), final)
+
+    def loop_send_error(self, status: str, message: bytes) -> None:
+        if self._head is not None:
+            self.loop_abort()
+            return
+        if self.error_status:
+            status = self.error_status
+            message = status.encode("latin-1") + b"\n"
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        self.loop_respond(status, headers, message, final=True)
+
+    def loop_abort(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self._protocol._abort(self)
+
+    def _loop_send(self, data: bytes, final: bool) -> None:
+        protocol = self._protocol
+        if protocol.disconnected:
+            self.finished = self.finished or final
+            return
+        if data:
+            protocol.transport.write(data)
+        if final:
+            self._finishing()
+            if self._state.access_log is not None:
+                self._log_access()
+            protocol._loop_finished(self)
 
 
 def _loop_abort(protocol: HttpProtocol, exchange: Exchange) -> None:
@@ -896,6 +1024,10 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(data)
         finally:
             self.executed += 1  # after the write: see _loop_send_continue
+        self._loop_finished(exchange)
+
+    def _loop_finished(self, exchange: Exchange) -> None:
+        """The last bytes of ``exchange`` are in the transport: close or go on."""
         head = exchange._head
         assert head is not None
         if not head.keep_alive:
