@@ -323,3 +323,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def copy_main() -> None:
+    """A copy of an embedded-mode server started by ``--processes N`` (not for users).
+
+    Its settings, sockets and READY pipe come from the environment the supervisor set;
+    it says READY once the application is imported and its sockets accept connections.
+    """
+    import os
+
+    from asyncwsgi.daemon.pool import EXIT_BOOT_FAILED
+    from asyncwsgi.server import COPY_ENV, config_from_copy_settings, run
+
+    config, ready_fd = config_from_copy_settings(os.environ.pop(COPY_ENV))
+    setup_logging(config.log_level)
+    _set_title("asyncwsgi: server copy")
+    _raise_fd_limit(2 * config.max_connections + 64)
+
+    def ready(addresses: list[str]) -> None:
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+
+    try:
+        run(config=config, ready=ready)
+    except ScriptLoadError as exc:
+        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BOOT_FAILED)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(EXIT_OK)

@@ -29,6 +29,9 @@ class BindAddress:
     port: int = 0
     path: str = ""
     fd: int = -1
+    # Copies of an embedded server each listen on their own socket of this TCP address
+    # (SO_REUSEPORT), so the kernel spreads connections evenly between them.
+    reuse_port: bool = False
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -212,6 +215,11 @@ class Config:
             ):
                 if getattr(self, name):
                     raise ConfigError(f"{name}: applies to daemon mode only (mode='daemon')")
+        if self.processes > 1 and not isinstance(self.app, str):
+            raise ConfigError(
+                "app: several processes import the application themselves, so it needs a "
+                "script path or 'module:attr', not a callable"
+            )
         if self.mode == "daemon" and not isinstance(self.app, str):
             raise ConfigError(
                 "app: daemon mode imports the application in other processes, so it needs a "

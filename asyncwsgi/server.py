@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import json
 import logging
 import os
 import signal
 import socket
 import ssl
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncwsgi.config import BindAddress, Config
+from asyncwsgi.daemon.front import DaemonRunner
+from asyncwsgi.daemon.pool import ProcessGroup, Worker, WorkerState
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
@@ -48,8 +53,12 @@ def make_source(config: Config) -> ScriptSource | StaticSource:
     return StaticSource(load_target(app, config.callable))
 
 
-def open_socket(address: BindAddress, backlog: int) -> socket.socket:
-    """A listening, non-blocking socket for ``address``. Raises ``ConfigError``."""
+def open_socket(address: BindAddress, backlog: int, *, listen: bool = True) -> socket.socket:
+    """A listening, non-blocking socket for ``address``. Raises ``ConfigError``.
+
+    With ``listen`` False a TCP socket is only bound: it holds the port (for copies that
+    listen on it with SO_REUSEPORT) and takes no connections itself.
+    """
     try:
         if address.kind == "fd":
             sock = socket.socket(fileno=address.fd)
@@ -67,10 +76,13 @@ def open_socket(address: BindAddress, backlog: int) -> socket.socket:
             family, kind, proto, _, sockaddr = infos[0]
             sock = socket.socket(family, kind, proto)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if address.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
-            sock.listen(backlog)
+            if listen:
+                sock.listen(backlog)
     except OSError as exc:
         raise ConfigError(f"bind {address}: {exc.strerror or exc}") from exc
     sock.setblocking(False)
@@ -181,19 +193,42 @@ class Listener:
 class Server:
     """One running server: what ``serve()`` builds and tears down."""
 
-    def __init__(self, config: Config, source: ScriptSource | StaticSource) -> None:
+    def __init__(self, config: Config, source: ScriptSource | StaticSource | None) -> None:
         self.config = config
         self.source = source
         self.loop = asyncio.get_running_loop()
-        self.pool = ThreadPool(config.threads)
-        self.runner = WSGIRunner(
-            source,
-            self.pool,
-            script_name=config.root_path,
-            proxy_trust=ProxyTrust(config.forwarded_allow_ips)
-            if config.forwarded_allow_ips
-            else None,
-        )
+        self.pool: ThreadPool | None = None
+        self.daemons: DaemonRunner | None = None
+        self.runner: WSGIRunner | DaemonRunner
+        if source is None:
+            assert isinstance(config.app, str)
+            self.runner = self.daemons = DaemonRunner(
+                app=config.app,
+                group=config.group,
+                processes=config.processes,
+                threads=config.threads,
+                callable_name=config.callable,
+                script_reloading=config.script_reloading,
+                script_name=config.root_path,
+                forwarded_allow_ips=config.forwarded_allow_ips,
+                log_level=config.log_level,
+                graceful_timeout=config.graceful_timeout,
+                shutdown_timeout=config.shutdown_timeout,
+                maximum_requests=config.maximum_requests,
+                maximum_requests_jitter=config.maximum_requests_jitter,
+                restart_interval=config.restart_interval,
+                request_timeout=config.request_timeout,
+            )
+        else:
+            self.pool = ThreadPool(config.threads)
+            self.runner = WSGIRunner(
+                source,
+                self.pool,
+                script_name=config.root_path,
+                proxy_trust=ProxyTrust(config.forwarded_allow_ips)
+                if config.forwarded_allow_ips
+                else None,
+            )
         self.ssl = make_ssl_context(config)
         limits = HttpLimits(
             limit_request_line=config.limit_request_line,
@@ -217,6 +252,9 @@ class Server:
         self.stop = asyncio.Event()
 
     async def start(self) -> None:
+        if self.daemons is not None:
+            # The group is READY (its application imported) before anything listens.
+            await self.daemons.start()
         binds = list(self.config.bind)
         inherited = systemd_sockets()
         if inherited:
@@ -258,7 +296,11 @@ class Server:
         self.stop.set()
 
     def handle_hup(self) -> None:
+        if self.daemons is not None:
+            self.daemons.restart("received SIGHUP")
+            return
         logger.info("received SIGHUP; the next request reloads the WSGI script")
+        assert self.source is not None
         self.source.force_reload()
 
     # -- shutdown ----------------------------------------------------------------------
@@ -283,18 +325,214 @@ class Server:
             for connection in list(state.connections):
                 connection.transport.abort()
         state.close()
-        stuck = await asyncio.to_thread(self.pool.shutdown, 1.0)
-        if stuck:
-            logger.warning("%d worker thread(s) still busy at exit", len(stuck))
+        if self.pool is not None:
+            stuck = await asyncio.to_thread(self.pool.shutdown, 1.0)
+            if stuck:
+                logger.warning("%d worker thread(s) still busy at exit", len(stuck))
+        if self.daemons is not None:
+            await self.daemons.close()
         for address in self.config.bind:
             if address.kind == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(address.path)
+        stats = self.source.stat_calls if self.source is not None else 0
+        if self.daemons is not None:
+            stats = self.daemons.stat_calls
         logger.info(
-            "stopped after %d request(s); %d stat(s) of the WSGI script",
-            state.requests,
-            self.source.stat_calls,
+            "stopped after %d request(s); %d stat(s) of the WSGI script", state.requests, stats
         )
+
+
+# --------------------------------------------------------------------------------------
+# Embedded mode with several processes: copies of the whole server
+# --------------------------------------------------------------------------------------
+
+# The environment variable a copy finds its settings in (JSON), and the code it runs.
+COPY_ENV = "ASYNCWSGI_COPY"
+_COPY_MAIN = "from asyncwsgi.cli import copy_main; copy_main()"
+
+
+def copy_settings(config: Config, binds: list[BindAddress], ready_fd: int) -> str:
+    """The JSON a copy is started with: the config, its sockets and its READY pipe."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    fields["bind"] = [dataclasses.asdict(b) for b in binds]
+    fields["processes"] = 1
+    fields["control_socket"] = "none"
+    return json.dumps({"config": fields, "ready_fd": ready_fd})
+
+
+def config_from_copy_settings(text: str) -> tuple[Config, int]:
+    data = json.loads(text)
+    fields = data["config"]
+    fields["bind"] = tuple(BindAddress(**b) for b in fields["bind"])
+    return Config.build(**fields), int(data["ready_fd"])
+
+
+class CopyLauncher:
+    """Starts copies of the server for the pool manager; a copy says READY on a pipe."""
+
+    def __init__(self, config: Config, binds: list[BindAddress], pass_fds: list[int]) -> None:
+        self.config = config
+        self.binds = binds
+        self.pass_fds = pass_fds
+        self.loop = asyncio.get_running_loop()
+
+    def spawn(self, worker: Worker) -> subprocess.Popen[bytes]:
+        read_end, write_end = os.pipe()
+        env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
+        env[COPY_ENV] = copy_settings(self.config, self.binds, write_end)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _COPY_MAIN],
+                pass_fds=[*self.pass_fds, write_end],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        worker.data = read_end
+        self.loop.add_reader(read_end, self._readable, worker)
+        return process
+
+    def _readable(self, worker: Worker) -> None:
+        fd: int = worker.data
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            data = b""
+        if data.startswith(b"R"):
+            worker.group.ready(worker)
+        if not data or data.startswith(b"R"):
+            self._close_pipe(worker)
+
+    def _close_pipe(self, worker: Worker) -> None:
+        fd = worker.data
+        if isinstance(fd, int) and fd >= 0:
+            self.loop.remove_reader(fd)
+            os.close(fd)
+            worker.data = -1
+
+    def retire(self, worker: Worker) -> None:
+        # A copy shuts down gracefully on SIGTERM: stops accepting, finishes its requests.
+        if worker.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGTERM)
+
+    def exited(self, worker: Worker) -> None:
+        self._close_pipe(worker)
+
+
+class Supervisor:
+    """``processes`` copies of an embedded-mode server on shared addresses."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.sockets: list[socket.socket] = []
+        self.addresses: list[str] = []
+        self.signals: asyncio.Queue[str] = asyncio.Queue()
+        self.stop = asyncio.Event()
+        self.group: ProcessGroup | None = None
+
+    async def start(self) -> None:
+        binds = systemd_sockets() or list(self.config.bind)
+        copy_binds: list[BindAddress] = []
+        for address in binds:
+            if address.kind == "tcp":
+                # Hold the port; each copy listens on its own SO_REUSEPORT socket.
+                held = dataclasses.replace(address, reuse_port=True)
+                sock = open_socket(held, self.config.backlog, listen=False)
+                port = sock.getsockname()[1]
+                copy_binds.append(dataclasses.replace(held, port=port))
+            else:
+                sock = open_socket(address, self.config.backlog)
+                sock.set_inheritable(True)
+                copy_binds.append(BindAddress("fd", fd=sock.fileno()))
+            self.sockets.append(sock)
+            self.addresses.append(describe(sock, address, tls=bool(self.config.certfile)))
+        launcher = CopyLauncher(
+            self.config,
+            copy_binds,
+            [b.fd for b in copy_binds if b.kind == "fd"],
+        )
+        self.group = ProcessGroup(
+            "server",
+            self.config.processes,
+            launcher,
+            kind="embedded",
+            target=str(self.config.app),
+            graceful_timeout=self.config.graceful_timeout,
+            shutdown_timeout=self.config.shutdown_timeout,
+        )
+        await self.group.start()
+
+    async def dispatch_signals(self) -> None:
+        while True:
+            name = await self.signals.get()
+            if name in ("SIGTERM", "SIGINT"):
+                logger.info("received %s; stopping the server copies gracefully", name)
+                self.stop.set()
+            elif name == "SIGHUP":
+                logger.info("received SIGHUP; passing it to every server copy")
+                self.send_all(signal.SIGHUP)
+
+    def send_all(self, signum: int) -> None:
+        assert self.group is not None
+        for worker in self.group.workers:
+            if worker.process is not None and worker.state is not WorkerState.EXITED:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(signum)
+
+    async def shutdown(self) -> None:
+        if self.group is not None:
+            await self.group.close()
+        for sock in self.sockets:
+            sock.close()
+        for address in self.config.bind:
+            if address.kind == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)
+
+
+async def _supervise(
+    config: Config,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None,
+    ready: Callable[[list[str]], Any] | None,
+) -> None:
+    supervisor = Supervisor(config)
+    try:
+        await supervisor.start()
+    except BaseException:
+        await supervisor.shutdown()
+        raise
+    installed = []
+    for name in _SIGNALS:
+        if shutdown_trigger is not None and name != "SIGHUP":
+            continue
+        signum = getattr(signal, name)
+        try:
+            supervisor.loop.add_signal_handler(signum, supervisor.signals.put_nowait, name)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(signum)
+    dispatcher = asyncio.ensure_future(supervisor.dispatch_signals())
+    waiters = {asyncio.ensure_future(supervisor.stop.wait())}
+    if shutdown_trigger is not None:
+        waiters.add(asyncio.ensure_future(shutdown_trigger()))
+    try:
+        if ready is not None:
+            ready(supervisor.addresses)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for signum in installed:
+            supervisor.loop.remove_signal_handler(signum)
+        dispatcher.cancel()
+        await supervisor.shutdown()
 
 
 async def serve(
@@ -315,7 +553,10 @@ async def serve(
         config = Config.build(app=app, **options)
     elif app is not None or options:
         config = config.replace(**({"app": app} if app is not None else {}), **options)
-    source = make_source(config)
+    if config.mode == "embedded" and config.processes > 1:
+        await _supervise(config, shutdown_trigger, ready)
+        return
+    source = make_source(config) if config.mode == "embedded" else None
     server = Server(config, source)
     await server.start()
     installed: list[int] = []

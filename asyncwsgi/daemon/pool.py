@@ -1,0 +1,469 @@
+"""The process pool manager: keep a group of processes at strength, replace them one at a time.
+
+Rule: asyncio, ``subprocess`` and signals only; nothing here knows HTTP, WSGI or what the
+processes run. A :class:`Launcher` says how to start a process and how to ask it to stop;
+the launcher calls :meth:`ProcessGroup.ready` when the process has said READY. The same
+manager runs daemon process groups and the copies of an embedded-mode server.
+
+Replacement is always *replacement first*: a fresh process is started and READY before
+the process it replaces is asked to stop, one process at a time, so a group of one
+process keeps answering through its own restart. A process that fails to boot (exit
+status ``EXIT_BOOT_FAILED`` before READY) marks the group failed instead of being
+respawned in a loop; :meth:`ProcessGroup.retry` (the script changed again) tries anew.
+A process that dies after READY is respawned, at once the first time and with a backoff
+that doubles when it keeps dying young.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from asyncwsgi.errors import ScriptLoadError
+
+logger = logging.getLogger("asyncwsgi.error")
+
+# The exit status of a process whose application could not be imported.
+EXIT_BOOT_FAILED = 3
+# A process that lived longer than this before dying resets the respawn backoff.
+_STABLE_AFTER = 10.0
+_MAX_BACKOFF = 30.0
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"  # spawned, not READY yet
+    READY = "ready"  # takes work
+    RETIRING = "retiring"  # asked to finish what it has and exit; gets no new work
+    EXITED = "exited"
+
+
+class Worker:
+    """One process of a group, as the manager sees it."""
+
+    __slots__ = (
+        "_timers",
+        "data",
+        "doomed",
+        "exit_status",
+        "generation",
+        "group",
+        "max_requests",
+        "pid",
+        "process",
+        "ready_at",
+        "requests",
+        "started_at",
+        "state",
+    )
+
+    def __init__(self, group: ProcessGroup, generation: int) -> None:
+        self.group = group
+        self.generation = generation
+        self.state = WorkerState.STARTING
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self.started_at = time.monotonic()
+        self.ready_at = 0.0
+        self.doomed = ""  # why it is to be replaced though of the current generation
+        self.requests = 0  # counted by whoever hands it work
+        self.max_requests = 0  # 0: no limit
+        self.exit_status: int | None = None
+        self.data: Any = None  # the launcher's (e.g. the daemon connection)
+        self._timers: list[asyncio.TimerHandle] = []
+
+    @property
+    def stale(self) -> bool:
+        """To be replaced: an older generation than the group's, or doomed."""
+        return bool(self.doomed) or self.generation < self.group.generation
+
+    def __repr__(self) -> str:
+        return f"<Worker pid={self.pid} gen={self.generation} {self.state.value}>"
+
+
+class Launcher(Protocol):
+    """How a group's processes are started and stopped."""
+
+    def spawn(self, worker: Worker) -> subprocess.Popen[bytes]:
+        """Start the process; call ``worker.group.ready(worker)`` once it is READY."""
+        ...
+
+    def retire(self, worker: Worker) -> None:
+        """Ask the process to finish the work it has and exit (it gets no more)."""
+        ...
+
+    def exited(self, worker: Worker) -> None:
+        """The process is gone: release what the launcher holds for it."""
+        ...
+
+
+def describe_status(status: int | None) -> str:
+    if status is None:
+        return "unknown status"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+class ProcessGroup:
+    """``size`` processes kept READY; rolling replacement; crash respawn; boot failure."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        launcher: Launcher,
+        *,
+        kind: str = "process",
+        target: str = "",
+        graceful_timeout: float = 30.0,
+        shutdown_timeout: float = 5.0,
+        restart_interval: float = 0.0,
+        maximum_requests: int = 0,
+        maximum_requests_jitter: int = -1,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.kind = kind
+        self.target = target or name
+        self.launcher = launcher
+        self.graceful_timeout = graceful_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.restart_interval = restart_interval
+        self.maximum_requests = maximum_requests
+        self.jitter = (
+            maximum_requests // 10 if maximum_requests_jitter < 0 else maximum_requests_jitter
+        )
+        self.on_change = on_change
+        self.generation = 1
+        self.workers: list[Worker] = []
+        self.failed = False
+        self.closing = False
+        self.restarts = 0  # processes replaced so far (not counting crash respawns)
+        self._crashes = 0
+        self._hold_until = 0.0
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._all_exited: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public ------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} group {self.name!r}"
+
+    @property
+    def ready_workers(self) -> list[Worker]:
+        return [w for w in self.workers if w.state is WorkerState.READY]
+
+    async def start(self) -> None:
+        """Start the processes and wait until every one is READY.
+
+        Raises ``ScriptLoadError`` if one fails to boot (its own log says why).
+        """
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.create_future()
+        self._reconcile()
+        try:
+            await self._started
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            self._started = None
+
+    def ready(self, worker: Worker) -> None:
+        """Launcher: ``worker`` said READY."""
+        if worker.state is not WorkerState.STARTING:
+            return
+        worker.state = WorkerState.READY
+        worker.ready_at = time.monotonic()
+        if self.maximum_requests:
+            worker.max_requests = self.maximum_requests + random.randint(0, self.jitter)
+        if self.restart_interval and self._loop is not None:
+            worker._timers.append(
+                self._loop.call_later(
+                    self.restart_interval, self.replace, worker, "restart interval"
+                )
+            )
+        replacing = [w for w in self.workers if w.state is WorkerState.READY and w.stale]
+        took = (worker.ready_at - worker.started_at) * 1000
+        if self.closing:
+            self._retire(worker)
+            return
+        if replacing or worker.generation > 1:
+            logger.info(
+                "%s: process %d (generation %d) ready in %.0f ms",
+                self.label,
+                worker.pid,
+                worker.generation,
+                took,
+            )
+        else:
+            logger.debug("%s: process %d ready in %.0f ms", self.label, worker.pid, took)
+        self._reconcile()
+        started = self._started
+        if started is not None and not started.done() and len(self.ready_workers) >= self.size:
+            started.set_result(None)
+        self._changed()
+
+    def restart(self, reason: str) -> None:
+        """Replace every process, one at a time, replacement first."""
+        if self.closing:
+            return
+        self.generation += 1
+        if self.failed:
+            self.failed = False
+            self._crashes = 0
+            self._hold_until = 0.0
+            logger.info("%s: %s; trying to start it again", self.label, reason)
+        else:
+            logger.info(
+                "%s: %s; replacing %d process(es) one at a time (generation %d)",
+                self.label,
+                reason,
+                len([w for w in self.workers if w.state is not WorkerState.EXITED]),
+                self.generation,
+            )
+        self._reconcile()
+
+    def replace(self, worker: Worker, reason: str) -> None:
+        """Replace one process gracefully (a replacement is READY before it stops)."""
+        if self.closing or worker.state not in (WorkerState.STARTING, WorkerState.READY):
+            return
+        if worker.doomed:
+            return
+        worker.doomed = reason
+        logger.info("%s: replacing process %d (%s)", self.label, worker.pid, reason)
+        self._reconcile()
+
+    def kill(self, worker: Worker) -> None:
+        """Stop a process now (SIGKILL); its replacement is started as after a crash."""
+        self._signal(worker, signal.SIGKILL)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Retire every process and wait for them to exit; kill what outlives the grace."""
+        self.closing = True
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        for worker in list(self.workers):
+            if worker.state is WorkerState.STARTING:
+                self._signal(worker, signal.SIGTERM)
+                self._arm_kill(worker, self.shutdown_timeout)
+            elif worker.state is WorkerState.READY:
+                self._retire(worker)
+        if not self.workers:
+            return
+        self._all_exited = asyncio.Event()
+        limit = self.graceful_timeout + self.shutdown_timeout + 1.0
+        try:
+            await asyncio.wait_for(
+                self._all_exited.wait(), timeout if timeout is not None else limit
+            )
+        except asyncio.TimeoutError:
+            for worker in self.workers:
+                self._signal(worker, signal.SIGKILL)
+            try:
+                await asyncio.wait_for(self._all_exited.wait(), 2.0)
+            except asyncio.TimeoutError:
+                logger.error("%s: processes still running at exit: %s", self.label, self.workers)
+
+    # -- the decisions -----------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Bring the group towards ``size`` READY processes of the current generation."""
+        if self.closing or self.failed:
+            return
+        live = [w for w in self.workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
+        ready = [w for w in live if w.state is WorkerState.READY]
+        # A fresh process is READY beyond strength: the stale one it replaces stops now.
+        while len(ready) > self.size:
+            stale = [w for w in ready if w.stale]
+            victim = min(stale or ready, key=lambda w: (w.generation, w.ready_at))
+            ready.remove(victim)
+            live.remove(victim)
+            self._retire(victim)
+        starting = any(w.state is WorkerState.STARTING for w in live)
+        now = time.monotonic()
+        if now < self._hold_until:
+            self._hold(self._hold_until - now)
+            return
+        if len(live) < self.size:
+            for _ in range(self.size - len(live)):
+                self._spawn()
+        elif not starting and any(w.stale for w in live):
+            self._spawn()  # the replacement of one stale process
+
+    def _spawn(self) -> None:
+        worker = Worker(self, self.generation)
+        self.workers.append(worker)
+        try:
+            process = self.launcher.spawn(worker)
+        except Exception as exc:
+            logger.exception("%s: could not start a process", self.label)
+            self.workers.remove(worker)
+            self._fail(f"could not start a process: {exc}")
+            return
+        worker.process = process
+        worker.pid = process.pid
+        self._watch(worker)
+
+    def _retire(self, worker: Worker) -> None:
+        if worker.state in (WorkerState.RETIRING, WorkerState.EXITED):
+            return
+        worker.state = WorkerState.RETIRING
+        if worker.stale and not self.closing:
+            self.restarts += 1
+        for timer in worker._timers:
+            timer.cancel()
+        worker._timers.clear()
+        try:
+            self.launcher.retire(worker)
+        except Exception:
+            logger.exception("%s: could not ask process %d to stop", self.label, worker.pid)
+            self._signal(worker, signal.SIGTERM)
+        loop = self._loop
+        if loop is not None:
+            worker._timers.append(loop.call_later(self.graceful_timeout, self._overdue, worker))
+        self._changed()
+
+    def _overdue(self, worker: Worker) -> None:
+        if worker.state is WorkerState.EXITED:
+            return
+        logger.warning(
+            "%s: process %d did not finish within %g s; stopping it",
+            self.label,
+            worker.pid,
+            self.graceful_timeout,
+        )
+        self._signal(worker, signal.SIGTERM)
+        self._arm_kill(worker, self.shutdown_timeout)
+
+    def _arm_kill(self, worker: Worker, delay: float) -> None:
+        if self._loop is not None:
+            worker._timers.append(self._loop.call_later(delay, self._kill_now, worker))
+
+    def _kill_now(self, worker: Worker) -> None:
+        if worker.state is not WorkerState.EXITED:
+            logger.warning("%s: killing process %d", self.label, worker.pid)
+            self._signal(worker, signal.SIGKILL)
+
+    def _signal(self, worker: Worker, signum: int) -> None:
+        process = worker.process
+        if process is not None and worker.state is not WorkerState.EXITED:
+            try:
+                process.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    def _fail(self, why: str) -> None:
+        self.failed = True
+        logger.error(
+            "%s failed: %s; requests get 503 until the script changes again", self.label, why
+        )
+        for worker in list(self.workers):
+            if worker.state in (WorkerState.STARTING, WorkerState.READY):
+                self._retire(worker)
+        started = self._started
+        if started is not None and not started.done():
+            started.set_exception(ScriptLoadError(self.target, f"{self.label}: {why}"))
+        self._changed()
+
+    def _hold(self, delay: float) -> None:
+        if self._hold_timer is None and self._loop is not None:
+            self._hold_timer = self._loop.call_later(delay, self._release_hold)
+
+    def _release_hold(self) -> None:
+        self._hold_timer = None
+        self._reconcile()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    # -- process exits -----------------------------------------------------------------
+
+    def _watch(self, worker: Worker) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            pidfd = os.pidfd_open(worker.pid)
+        except (AttributeError, OSError):
+            self._poll_exit(worker)
+            return
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._reap(worker)
+
+        loop.add_reader(pidfd, exited)
+
+    def _poll_exit(self, worker: Worker) -> None:
+        process = worker.process
+        assert process is not None and self._loop is not None
+        if process.poll() is None:
+            self._loop.call_later(0.05, self._poll_exit, worker)
+        else:
+            self._reap(worker)
+
+    def _reap(self, worker: Worker) -> None:
+        process = worker.process
+        assert process is not None
+        try:
+            status: int | None = process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:  # pragma: no cover - the pidfd said it exited
+            status = None
+        previous = worker.state
+        worker.state = WorkerState.EXITED
+        worker.exit_status = status
+        for timer in worker._timers:
+            timer.cancel()
+        worker._timers.clear()
+        try:
+            self.launcher.exited(worker)
+        except Exception:
+            logger.exception("%s: cleaning up after process %d", self.label, worker.pid)
+        self.workers.remove(worker)
+        if previous is WorkerState.RETIRING or self.closing:
+            logger.info(
+                "%s: process %d (generation %d) stopped (%s)",
+                self.label,
+                worker.pid,
+                worker.generation,
+                describe_status(status),
+            )
+        elif previous is WorkerState.STARTING and status == EXIT_BOOT_FAILED:
+            if worker.generation == self.generation:
+                self._fail(f"process {worker.pid} could not load the application")
+        else:
+            lived = time.monotonic() - worker.started_at
+            self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
+            delay = 0.0 if self._crashes <= 1 else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
+            self._hold_until = time.monotonic() + delay
+            if self._started is not None and self._crashes >= 3:
+                self._fail(f"process {worker.pid} died while starting ({describe_status(status)})")
+            logger.error(
+                "%s: process %d died (%s)%s; starting a replacement%s",
+                self.label,
+                worker.pid,
+                describe_status(status),
+                " while starting" if previous is WorkerState.STARTING else "",
+                f" in {delay:g} s" if delay else "",
+            )
+        if self._all_exited is not None and not self.workers:
+            self._all_exited.set()
+        self._reconcile()
+        self._changed()
