@@ -23,6 +23,8 @@ class ProcCpu:
     pgrp: int
     comm: str
     ticks: int  # utime + stime, all threads
+    ppid: int = 0
+    state: str = "?"  # R, S, D, Z (zombie) ...
 
 
 def read_total_busy_ticks() -> int | None:
@@ -60,7 +62,7 @@ def read_processes() -> dict[int, ProcCpu]:
         rest = tail.split()
         try:
             procs[int(entry)] = ProcCpu(
-                int(entry), int(rest[2]), comm, int(rest[11]) + int(rest[12])
+                int(entry), int(rest[2]), comm, int(rest[11]) + int(rest[12]), int(rest[1]), rest[0]
             )
         except (IndexError, ValueError):
             continue
@@ -119,6 +121,66 @@ def foreign_cpu(before: CpuSnapshot, after: CpuSnapshot, our_pgrp: int) -> Forei
     foreign_by_proc.sort(key=lambda item: item[1], reverse=True)
     top = [(name, ticks / scale) for name, ticks in foreign_by_proc[:3] if ticks / scale >= 0.05]
     return ForeignCpu(max(0, total - ours) / scale, top)
+
+
+def tree_members(processes: dict[int, ProcCpu], root: int) -> list[int]:
+    """``root``, its descendants and the other members of its process group, sorted.
+
+    Zombies are left out. Pure: ``processes`` is what :func:`read_processes` returned.
+    """
+    children: dict[int, list[int]] = {}
+    for proc in processes.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    found = {pid for pid, proc in processes.items() if proc.pgrp == root}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found.add(pid)
+        stack.extend(children.get(pid, ()))
+    return sorted(pid for pid in found if pid in processes and processes[pid].state != "Z")
+
+
+def process_label(pid: int, limit: int = 60) -> str:
+    """The command line of ``pid`` (its process title, if it set one), shortened."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return "?"
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def server_processes(root: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every living process of the server started as ``root``."""
+    return [(pid, process_label(pid)) for pid in tree_members(read_processes(), root)]
+
+
+def wait_for_processes(root: int, minimum: int, timeout: float) -> list[tuple[int, str]]:
+    """Poll (bounded) until the server has at least ``minimum`` processes; return them.
+
+    Returns what was found last, which may be fewer: the caller decides what that means.
+    Without /proc it returns [] at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = server_processes(root)
+        if not found or len(found) >= minimum or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
+def describe_processes(found: list[tuple[int, str]]) -> str:
+    """``3: `asyncwsgi: main`, `python -m ...` x2`` (labels counted, in order of pid)."""
+    counts: dict[str, int] = {}
+    for _pid, label in found:
+        counts[label] = counts.get(label, 0) + 1
+    parts = [f"`{label}`" + (f" x{n}" if n > 1 else "") for label, n in counts.items()]
+    return f"{len(found)}: " + ", ".join(parts)
 
 
 def scrub_paths(text: str) -> str:

@@ -2,17 +2,40 @@
 
 Usage::
 
-    python benchmarks/reload_under_load.py [--only NAME,...] [--clients 16]
-        [--before 2] [--after 2] [--write replace|inplace] [--client asyncio|threads]
-        [--no-save]
+    python benchmarks/reload_under_load.py [--scenario embedded|daemon|all]
+        [--only NAME,...] [--clients 16] [--before 2] [--after 2]
+        [--write replace|inplace] [--client asyncio|threads] [--rounds N] [--no-save]
 
-Servers (``--only`` takes a comma-separated subset; default all):
+Servers, by ``--scenario`` (default ``embedded``; ``--only`` takes a comma-separated
+subset of all of them and overrides it):
+
+``embedded``, the script rewritten under load:
 
 - ``asyncwsgi``: ``python -m asyncwsgi SCRIPT --threads 8`` (embedded, reloading on)
 - ``gunicorn-reload``: ``gunicorn --reload -w 1 -k gthread --threads 8``
 - ``uvicorn-reload``: ``uvicorn --reload --interface wsgi``
 - ``modwsgi-embedded`` / ``modwsgi-daemon``: Apache + mod_wsgi, 2 processes (2x8
   daemon group), see ``apache/modwsgi.py``; skipped when Apache/mod_wsgi is absent.
+
+``daemon``, a group of 2 processes replaced under load:
+
+- ``asyncwsgi-daemon``: ``--mode daemon --processes 2 --threads 8``, script rewritten
+  (rolling restart, one process at a time);
+- ``asyncwsgi-daemon-hup``: the same, script rewritten and SIGHUP sent to the main
+  process at once (the whole group restarts), as the gunicorn/uvicorn rows do;
+- ``modwsgi-daemon``: as above (``processes=2 threads=8``), script rewritten;
+- ``gunicorn-hup``: ``gunicorn -w 2 -k gthread --threads 8`` (no ``--reload``): script
+  rewritten, then SIGHUP to the arbiter (new workers, then the old ones stop);
+- ``uvicorn-hup``: ``uvicorn --workers 2 --interface wsgi``: script rewritten, then
+  SIGHUP to the supervisor (each worker replaced, the new one first).
+
+In daemon mode the target is "new code within one process start": the old processes
+answer (``version=1``, counted in "old code after change") until fresh ones are ready.
+As a yardstick the report gives the time a fresh interpreter takes to import asyncwsgi
+and run the script (``process start``). Every multi-process server must show its
+processes once it answers (the tree of the started process and its process group,
+from /proc), else it is reported as not run: an asyncwsgi that ignored ``--mode
+daemon`` would otherwise be measured as one embedded process.
 
 For each server: copy ``reload_apps/versioned.py`` (answers ``version=1``) into a
 fresh world-readable temp folder as ``reload_app.py``, start the server on a free
@@ -31,7 +54,9 @@ first ``version=2`` response), and how many ``version=1`` responses completed af
 the change. Outputs, under ``benchmarks/results/``: ``reload-under-load-STAMP.md``
 (table), ``.json`` (numbers, per-10-ms bins, server log excerpts) and
 ``reload-timeline-STAMP.png`` (responses per 10 ms, old vs new code, one row per
-server, the whole run on the left and a zoom on the switch-over on the right).
+server, the whole run on the left and a zoom on the switch-over on the right);
+``--scenario daemon`` / ``all`` put ``-daemon`` / ``-all`` after the prefix
+(``reload-under-load-daemon-STAMP.md`` ...).
 
 The client is a minimal HTTP/1.1 client on ``asyncio.Protocol`` (uvloop when
 installed) in this process; ``--client threads`` uses one ``http.client`` thread per
@@ -303,6 +328,14 @@ def _short_log_line(line: str) -> str:
     return re.sub(r"/\S*/(reload_app\.py)", r"\1", line).strip()
 
 
+def _short_error(text: str) -> str:
+    """A multi-line error (one with a server log attached): its first and last lines."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} … {lines[-1]}"
+
+
 def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The Markdown report: a table of metrics plus notes, from JSON-ready results."""
     lines = [
@@ -326,8 +359,10 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
             servers[r["name"]] = f"- **{r['name']}**: {r.get('description', '')}"
         if m is None:
             lines.append(f"| {name} | not run | | | | | | | |")
-            notes.append(f"- {name}: not run — {r.get('error')}")
+            notes.append(f"- {name}: not run — {_short_error(str(r.get('error')))}")
             continue
+        if r.get("processes") and "processes:" not in servers[r["name"]]:
+            servers[r["name"]] += f"; processes: {r['processes']}"
         if r.get("reload_log") and "logged" not in servers[r["name"]]:
             servers[r["name"]] += f"; logged `{_short_log_line(r['reload_log'][0])}`"
         gap_at = m["longest_gap_at_ms"]
@@ -365,8 +400,19 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         ),
         "",
         "Targets for asyncwsgi (DESIGN.md section 4): 0 failed, no gap over 20 ms, new code "
-        "within 5 ms (embedded).",
+        "within 5 ms (embedded) / within one process start (daemon).",
     ]
+    if meta.get("process_start_ms") is not None:
+        lines += [
+            "",
+            "Daemon-mode and SIGHUP rows replace processes: the new code answers once a "
+            "fresh process is ready, so their switch-over is at least one process start. "
+            "Where the old processes keep answering meanwhile (a rolling restart) that "
+            "time shows in old code after change; where they stop first (mod_wsgi restarts "
+            "its daemon processes together) it shows as a gap. For scale, a fresh "
+            "interpreter importing asyncwsgi and running the script took "
+            f"{meta['process_start_ms']:,.0f} ms on this machine (median of 3).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -676,6 +722,10 @@ class Server:
     def alive(self) -> bool:
         raise NotImplementedError
 
+    def signal_reload(self) -> None:
+        """Ask the server to restart its workers (SIGHUP to the started process)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reload signal")
+
 
 class SubprocessServer(Server):
     def __init__(self, argv: Callable[[Path, int], list[str]]) -> None:
@@ -700,6 +750,10 @@ class SubprocessServer(Server):
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def signal_reload(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         proc = self.proc
@@ -761,61 +815,66 @@ class ApacheModWsgi(Server):
         return self._log
 
 
-def _asyncwsgi(script: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "asyncwsgi",
-        str(script),
-        "--bind",
-        f"{HOST}:{port}",
-        "--threads",
-        "8",
-        "--script-reloading",
-        "on",
-        "--no-access-log",
-    ]
+def _asyncwsgi(setup: str) -> Callable[[Path, int], list[str]]:
+    def build(script: Path, port: int) -> list[str]:
+        import asyncwsgi_cmd
+
+        return asyncwsgi_cmd.argv(script, HOST, port, setup, extra=("--script-reloading", "on"))
+
+    return build
 
 
-def _gunicorn(script: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--reload",
-        "-w",
-        "1",
-        "-k",
-        "gthread",
-        "--threads",
-        "8",
-        "--bind",
-        f"{HOST}:{port}",
-        "--chdir",
-        str(script.parent),
-        f"{script.stem}:application",
-    ]
+def _gunicorn(*, reload: bool, workers: int) -> Callable[[Path, int], list[str]]:
+    def build(script: Path, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *(["--reload"] if reload else []),
+            "-w",
+            str(workers),
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "--bind",
+            f"{HOST}:{port}",
+            "--chdir",
+            str(script.parent),
+            f"{script.stem}:application",
+        ]
+
+    return build
 
 
-def _uvicorn(script: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--reload",
-        "--reload-dir",
-        str(script.parent),
-        "--interface",
-        "wsgi",
-        "--no-access-log",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--app-dir",
-        str(script.parent),
-        f"{script.stem}:application",
-    ]
+def _uvicorn(*, reload: bool, workers: int) -> Callable[[Path, int], list[str]]:
+    def build(script: Path, port: int) -> list[str]:
+        if reload:
+            mode = ["--reload", "--reload-dir", str(script.parent)]
+        else:
+            mode = ["--workers", str(workers)]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *mode,
+            "--interface",
+            "wsgi",
+            "--no-access-log",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--app-dir",
+            str(script.parent),
+            f"{script.stem}:application",
+        ]
+
+    return build
+
+
+SCRIPT = "script"  # trigger: rewrite the script
+SIGHUP = "sighup"  # trigger: rewrite the script, then SIGHUP to the started process
 
 
 @dataclass(frozen=True)
@@ -825,25 +884,34 @@ class ServerSpec:
     make: Callable[[], Server]
     requires: tuple[str, ...] = ()  # importable modules
     apache: bool = False
+    trigger: str = SCRIPT
+    # Processes it must have once it answers (tree + process group), else "not run".
+    min_processes: int = 1
+
+
+def _min_processes(setup: str) -> int:
+    import asyncwsgi_cmd
+
+    return asyncwsgi_cmd.SETUPS[setup].min_processes
 
 
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec(
         "asyncwsgi",
         "asyncwsgi, embedded, 1 process x 8 threads, script reloading on",
-        lambda: SubprocessServer(_asyncwsgi),
+        lambda: SubprocessServer(_asyncwsgi("embedded")),
         ("asyncwsgi",),
     ),
     ServerSpec(
         "gunicorn-reload",
         "gunicorn --reload -w 1 -k gthread --threads 8",
-        lambda: SubprocessServer(_gunicorn),
+        lambda: SubprocessServer(_gunicorn(reload=True, workers=1)),
         ("gunicorn",),
     ),
     ServerSpec(
         "uvicorn-reload",
         "uvicorn --reload --interface wsgi (a2wsgi), 1 worker",
-        lambda: SubprocessServer(_uvicorn),
+        lambda: SubprocessServer(_uvicorn(reload=True, workers=1)),
         ("uvicorn",),
     ),
     ServerSpec(
@@ -851,15 +919,70 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Apache event MPM + mod_wsgi embedded mode, 2 processes, WSGIScriptReloading On",
         lambda: ApacheModWsgi("embedded"),
         apache=True,
+        min_processes=3,
     ),
     ServerSpec(
         "modwsgi-daemon",
         "Apache + mod_wsgi daemon mode, processes=2 threads=8, WSGIScriptReloading On",
         lambda: ApacheModWsgi("daemon"),
         apache=True,
+        min_processes=5,  # the parent, 2 children, 2 daemon processes
+    ),
+    ServerSpec(
+        "asyncwsgi-daemon",
+        "asyncwsgi --mode daemon --processes 2 --threads 8, script reloading on "
+        "(rolling restart when the script changes)",
+        lambda: SubprocessServer(_asyncwsgi("daemon")),
+        ("asyncwsgi",),
+        min_processes=_min_processes("daemon"),
+    ),
+    ServerSpec(
+        "asyncwsgi-daemon-hup",
+        "asyncwsgi --mode daemon --processes 2 --threads 8; script rewritten, then SIGHUP "
+        "to the main process (restarts the group)",
+        lambda: SubprocessServer(_asyncwsgi("daemon")),
+        ("asyncwsgi",),
+        trigger=SIGHUP,
+        min_processes=_min_processes("daemon"),
+    ),
+    ServerSpec(
+        "gunicorn-hup",
+        "gunicorn -w 2 -k gthread --threads 8 (no --reload); script rewritten, then "
+        "SIGHUP to the arbiter",
+        lambda: SubprocessServer(_gunicorn(reload=False, workers=2)),
+        ("gunicorn",),
+        trigger=SIGHUP,
+        min_processes=3,  # the arbiter + 2 workers
+    ),
+    ServerSpec(
+        "uvicorn-hup",
+        "uvicorn --workers 2 --interface wsgi (a2wsgi); script rewritten, then SIGHUP "
+        "to the supervisor",
+        lambda: SubprocessServer(_uvicorn(reload=False, workers=2)),
+        ("uvicorn",),
+        trigger=SIGHUP,
+        min_processes=3,  # the supervisor + 2 workers
     ),
 )
 SERVERS_BY_NAME = {spec.name: spec for spec in SERVERS}
+# --scenario: which servers run, in this order ("all": every one, in SERVERS order).
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "embedded": (
+        "asyncwsgi",
+        "gunicorn-reload",
+        "uvicorn-reload",
+        "modwsgi-embedded",
+        "modwsgi-daemon",
+    ),
+    "daemon": (
+        "asyncwsgi-daemon",
+        "asyncwsgi-daemon-hup",
+        "modwsgi-daemon",
+        "gunicorn-hup",
+        "uvicorn-hup",
+    ),
+    "all": tuple(SERVERS_BY_NAME),
+}
 
 
 def unavailable(spec: ServerSpec) -> str | None:
@@ -890,6 +1013,47 @@ def wait_ready(server: Server, port: int) -> None:
             last = repr(exc)
         time.sleep(0.05)
     raise RuntimeError(f"no version=1 answer within {STARTUP_TIMEOUT_S:.0f} s ({last})")
+
+
+PROCESS_WAIT_S = 10.0
+
+
+def check_processes(server: Server, spec: ServerSpec) -> str | None:
+    """The server's processes once it answers, described; raises if too few.
+
+    None when not checked (a one-process server, or no /proc).
+    """
+    import cpustat
+
+    if spec.min_processes <= 1 or server.pgid is None:
+        return None
+    found = cpustat.wait_for_processes(server.pgid, spec.min_processes, PROCESS_WAIT_S)
+    if not found:
+        return None
+    described = cpustat.describe_processes(found)
+    log(f"    processes: {described}")
+    if len(found) < spec.min_processes:
+        raise RuntimeError(
+            f"not running as described: expected at least {spec.min_processes} processes "
+            f"{PROCESS_WAIT_S:.0f} s after it answered, found {described}"
+        )
+    return described
+
+
+def process_start_ms(python: str = sys.executable, runs: int = 3) -> float | None:
+    """Median wall time of a fresh ``python`` importing asyncwsgi and running the app."""
+    code = f"import asyncwsgi, runpy; runpy.run_path({str(APP_TEMPLATE)!r})"
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        try:
+            done = subprocess.run([python, "-c", code], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return None
+        times.append(time.monotonic() - t0)
+    return sorted(times)[len(times) // 2] * 1000
 
 
 _RELOAD_LOG_RE = re.compile(
@@ -960,11 +1124,18 @@ def run_one(spec: ServerSpec, args: argparse.Namespace) -> dict[str, Any]:
         port = free_port()
         server.start(script, port)
         wait_ready(server, port)
+        result["processes"] = check_processes(server, spec)
+
+        def change() -> tuple[float, float]:
+            t_change, write_s = rewrite_app(script, args.write)
+            if spec.trigger == SIGHUP:
+                server.signal_reload()
+                write_s = time.monotonic() - t_change
+            return t_change, write_s
+
         before = cpustat.snapshot()
         cpu0 = _cpu_seconds()
-        load = CLIENTS[args.client](
-            port, args.clients, args.before, args.after, lambda: rewrite_app(script, args.write)
-        )
+        load = CLIENTS[args.client](port, args.clients, args.before, args.after, change)
         load.client_cpu_s = _cpu_seconds() - cpu0
         foreign = other_processes_cpu(before, cpustat.snapshot(), server.pgid or -1)
         time.sleep(0.2)  # let the server log its reload before it is stopped
@@ -1089,7 +1260,17 @@ def versions() -> dict[str, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--only", default="", help="comma-separated server names")
+    parser.add_argument(
+        "--scenario",
+        choices=tuple(SCENARIOS),
+        default="embedded",
+        help="which servers: "
+        + "; ".join(f"{name}: {', '.join(names)}" for name, names in SCENARIOS.items())
+        + " (default embedded)",
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated server names (overrides --scenario)"
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--before", type=float, default=2.0, help="seconds of load before")
     parser.add_argument("--after", type=float, default=2.0, help="seconds of load after")
@@ -1114,7 +1295,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [n for n in names if n not in SERVERS_BY_NAME]
     if unknown:
         parser.error(f"unknown server(s) {unknown}; choose from {list(SERVERS_BY_NAME)}")
-    args.servers = [SERVERS_BY_NAME[n] for n in names] if names else list(SERVERS)
+    if names:
+        args.servers = [SERVERS_BY_NAME[n] for n in names]
+    else:
+        args.servers = [SERVERS_BY_NAME[n] for n in SCENARIOS[args.scenario]]
     return args
 
 
@@ -1171,6 +1355,10 @@ def main(argv: list[str] | None = None) -> int:
         "after_s": args.after,
         "write": "temp file + os.replace" if args.write == "replace" else "in-place write",
         "versions": versions(),
+        "scenario": "custom (--only)" if args.only else args.scenario,
+        "process_start_ms": (
+            process_start_ms() if any(s.min_processes > 1 for s in args.servers) else None
+        ),
     }
     results = []
     for round_no in range(1, args.rounds + 1):
@@ -1190,9 +1378,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_save:
         return 0
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    md_path = RESULTS_DIR / f"reload-under-load-{stamp}.md"
+    suffix = "" if args.only or args.scenario == "embedded" else f"-{args.scenario}"
+    md_path = RESULTS_DIR / f"reload-under-load{suffix}-{stamp}.md"
     json_path = md_path.with_suffix(".json")
-    png_path = RESULTS_DIR / f"reload-timeline-{stamp}.png"
+    png_path = RESULTS_DIR / f"reload-timeline{suffix}-{stamp}.png"
     scrub = __import__("cpustat").scrub_paths
     json_path.write_text(scrub(dumps_compact_lists({"meta": meta, "servers": results})) + "\n")
     shown = [median_run([r for r in results if r["name"] == spec.name]) for spec in args.servers]

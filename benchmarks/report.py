@@ -60,6 +60,7 @@ class ServerOutcome:
     argv: list[str] = field(default_factory=list)
     failure: str | None = None  # set when the server could not be benchmarked at all
     log_tail: str = ""
+    processes: str = ""  # the server's processes once it answered, when they were checked
     measurements: dict[int, Measurement] = field(default_factory=dict)
 
     def rps(self, connections: int) -> float | None:
@@ -75,6 +76,7 @@ class ServerOutcome:
             "version": self.version,
             "argv": self.argv,
             "failure": self.failure,
+            "processes": self.processes,
             "log_tail": self.log_tail,
             "measurements": {str(c): m.to_dict() for c, m in self.measurements.items()},
         }
@@ -90,9 +92,13 @@ class RunReport:
     notes: list[str]
     connections: list[int]
     servers: list[ServerOutcome]
+    baseline: str = BASELINE  # the row every ratio is taken against
+    title: str = "Hello-world WSGI benchmark"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "title": self.title,
+            "baseline": self.baseline,
             "date_utc": self.date_utc,
             "machine": self.machine,
             "wrk_commands": self.wrk_commands,
@@ -132,9 +138,15 @@ def _format_cells(
     ]
 
 
-def render_table(servers: list[ServerOutcome], connections: list[int]) -> str:
-    """The results table: one row per server, four columns per connection count."""
-    baseline = next((s for s in servers if s.name == BASELINE), None)
+def render_table(
+    servers: list[ServerOutcome], connections: list[int], baseline_name: str = BASELINE
+) -> str:
+    """The results table: one row per server, four columns per connection count.
+
+    The ``asyncwsgi/peer`` columns divide the req/s of the row named ``baseline_name``
+    (an asyncwsgi setup) by each row's.
+    """
+    baseline = next((s for s in servers if s.name == baseline_name), None)
     header = ["server"]
     for c in connections:
         header += [f"c={c} req/s", f"c={c} p99 ms", f"c={c} errors", f"c={c} {BASELINE}/peer"]
@@ -154,15 +166,15 @@ def render_table(servers: list[ServerOutcome], connections: list[int]) -> str:
 
 def render_markdown(report: RunReport) -> str:
     """The full Markdown report: setup, table, per-server notes."""
-    out = [f"# Hello-world WSGI benchmark ({report.date_utc})", ""]
+    out = [f"# {report.title} ({report.date_utc})", ""]
     out += [f"- **Date (UTC):** {report.date_utc}"]
     out += [f"- **{key}:** {value}" for key, value in report.machine.items()]
     out += ["- **wrk command:** " + ", ".join(f"`{cmd}`" for cmd in report.wrk_commands)]
     out += [f"- {note}" for note in report.notes]
-    out += ["", render_table(report.servers, report.connections), ""]
+    out += ["", render_table(report.servers, report.connections, report.baseline), ""]
     out += [
-        f"`{BASELINE}/peer` is {BASELINE}'s req/s divided by the row's req/s at the same "
-        "connection count (above 1.00x: asyncwsgi served more). `errors` = wrk socket errors "
+        f"`{BASELINE}/peer` is {report.baseline}'s req/s divided by the row's req/s at the "
+        "same connection count (above 1.00x: asyncwsgi served more). `errors` = wrk socket errors "
         "(connect + read + write + timeout) + non-2xx/3xx responses. `(N queued)`: typically "
         "N of wrk's connections were waiting in the server's accept queue, not yet accepted "
         "(median of 3 samples during the run); wrk reports nothing about them.",
@@ -172,6 +184,8 @@ def render_markdown(report: RunReport) -> str:
     ]
     for outcome in report.servers:
         out.append(f"- **{outcome.name}** ({outcome.version}): {outcome.description}")
+        if outcome.processes:
+            out.append(f"  - processes once serving: {outcome.processes}")
         if outcome.failure is not None:
             out.append(f"  - not run: {outcome.failure}")
             last_lines = [line for line in outcome.log_tail.splitlines() if line.strip()]

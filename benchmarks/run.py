@@ -2,18 +2,27 @@
 
 Usage::
 
-    python benchmarks/run.py [--duration 10] [--only NAME,...] [--connections 50,1000]
+    python benchmarks/run.py [--scenario single|processes|daemon] [--duration 10]
+                             [--only NAME,...] [--connections 50,1000]
                              [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
                              [--retry-contended 2] [--no-save]
 
-For each selected server (see ``servers.py``) in turn: start it as a subprocess on
-a free port of 127.0.0.1, poll until it answers ``GET /`` with the expected body,
-warm it up with a short wrk run, run ``wrk --latency`` once per connection count,
-then stop it (SIGTERM to its process group, SIGKILL after 5 s). A server that
-cannot start is reported as "not run" instead of aborting the run.
+``--scenario`` picks the set of servers (see ``servers.py``): ``single`` (default,
+one process each), ``processes`` (two processes each, the app in them: asyncwsgi
+``--processes 2``, mod_wsgi embedded under the event MPM, gunicorn ``-w 2``) or
+``daemon`` (a group of 2 processes x 8 threads: asyncwsgi ``--mode daemon``,
+mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``).
+
+For each selected server in turn: start it as a subprocess on a free port of
+127.0.0.1, poll until it answers ``GET /`` with the expected body, check that it
+runs as many processes as its setup should, warm it up with a short wrk run, run
+``wrk --latency`` once per connection count, then stop it (SIGTERM to its process
+group, SIGKILL after 5 s). A server that cannot start, or is not running as
+described, is reported as "not run" instead of aborting the run.
 
 Prints one Markdown table and saves it, with a JSON of the raw numbers and wrk
-outputs, to ``benchmarks/results/hello-YYYYMMDD-HHMM.{md,json}``.
+outputs, to ``benchmarks/results/PREFIX-YYYYMMDD-HHMM.{md,json}`` (``hello``,
+``hello-processes`` or ``hello-daemon``).
 All traffic goes to 127.0.0.1 and every load run is bounded in time.
 """
 
@@ -44,7 +53,14 @@ from typing import Any
 
 import cpustat
 from report import Measurement, RunReport, ServerOutcome, render_markdown
-from servers import SERVERS, SERVERS_BY_NAME, LaunchContext, ServerSpec
+from servers import (
+    DEFAULT_SCENARIO,
+    MODWSGI_THREADS_PER_CHILD,
+    SCENARIOS,
+    LaunchContext,
+    Scenario,
+    ServerSpec,
+)
 from wrkparse import WrkParseError, parse_wrk_output
 
 HOST = "127.0.0.1"
@@ -62,6 +78,8 @@ WRK_EXTRA_TIMEOUT_S = 30.0  # on top of -d, before the runner gives up on wrk
 LOG_TAIL_LINES = 15
 FOREIGN_CPU_LIMIT = 0.25  # cores used by other processes above which a number is flagged
 QUEUE_SAMPLE_POINTS = (0.25, 0.5, 0.75)  # when to read the accept queue, as run fractions
+PROCESS_WAIT_S = 10.0  # how long a server may take to start all its processes once serving
+NOT_READY_STATUSES = (502, 503)  # answers to GET / that mean "still starting": keep polling
 
 
 def log(message: str) -> None:
@@ -218,6 +236,7 @@ class BenchConfig:
     server_cpus: frozenset[int] | None  # --pin: CPUs for the server, None: any
     wrk_cpus: frozenset[int] | None  # --pin: CPUs for wrk, None: any
     workdir: Path
+    check_processes: bool = False  # report the server's processes (multi-process scenarios)
 
 
 @contextlib.contextmanager
@@ -234,14 +253,19 @@ def cpu_affinity(cpus: frozenset[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, previous)
 
 
-def pin_cpus() -> tuple[frozenset[int], frozenset[int]]:
-    """--pin: the first usable CPU for the server, the others for wrk."""
+def pin_cpus(server_wanted: int = 1) -> tuple[frozenset[int], frozenset[int]]:
+    """--pin: the first ``server_wanted`` usable CPUs for the server, the others for wrk.
+
+    wrk keeps at least one CPU, so the server gets fewer than it wants on a small
+    machine (on 2 CPUs: one each, whatever the scenario).
+    """
     if not hasattr(os, "sched_getaffinity"):
         raise SystemExit("--pin needs os.sched_setaffinity (Linux)")
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         raise SystemExit("--pin needs at least 2 usable CPUs")
-    return frozenset(cpus[:1]), frozenset(cpus[1:])
+    n = max(1, min(server_wanted, len(cpus) - 1))
+    return frozenset(cpus[:n]), frozenset(cpus[n:])
 
 
 class ServerProcess:
@@ -304,7 +328,11 @@ def running_server(
 def wait_until_serving(
     server: ServerProcess, port: int, timeout: float = STARTUP_TIMEOUT_S
 ) -> tuple[int, bytes]:
-    """Poll ``GET /`` until it answers; return (status, body). Raises RuntimeError."""
+    """Poll ``GET /`` until it answers; return (status, body). Raises RuntimeError.
+
+    502 and 503 count as "not ready yet" (a front end whose workers are still starting,
+    e.g. asyncwsgi's daemon mode) and polling goes on.
+    """
     deadline = time.monotonic() + timeout
     last_error = "no attempt"
     while time.monotonic() < deadline:
@@ -314,7 +342,10 @@ def wait_until_serving(
         try:
             conn.request("GET", "/")
             response = conn.getresponse()
-            return response.status, response.read()
+            body = response.read()
+            if response.status not in NOT_READY_STATUSES:
+                return response.status, body
+            last_error = f"HTTP {response.status} {body[:80]!r}"
         except (OSError, http.client.HTTPException) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -417,11 +448,23 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
     if missing:
         outcome.failure = f"required module(s) not importable: {', '.join(missing)}"
         return outcome
+    if spec.apache:
+        from apache import modwsgi
+
+        reason = modwsgi.unavailable_reason()
+        if reason is not None:
+            outcome.failure = f"skipped: Apache + mod_wsgi not available ({reason})"
+            log(f"== {spec.name}: {outcome.failure}")
+            return outcome
+        version = modwsgi.apache_version(modwsgi.find_install())
+        if version:
+            outcome.version += f", {version}"
 
     port = free_port()
-    ctx = LaunchContext(sys.executable, HOST, port, cfg.app_script, APPS_DIR)
+    ctx = LaunchContext(sys.executable, HOST, port, cfg.app_script, APPS_DIR, cfg.workdir)
     outcome.argv = spec.argv(ctx)
     env = dict(os.environ)
+    env.update(spec.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH", "")) if p)
     env["ASYNCWSGI_BENCH_APP"] = str(cfg.app_script)
     url = f"http://{HOST}:{port}/"
@@ -445,6 +488,12 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
         if status != 200 or got != cfg.body:
             outcome.failure = f"unexpected response to GET /: status {status}, body {got[:80]!r}"
             log(f"   {outcome.failure}")
+            return outcome
+        problem = check_processes(server, spec, cfg, outcome)
+        if problem is not None:
+            outcome.failure = problem
+            outcome.log_tail = server.log_tail()
+            log(f"   {problem}")
             return outcome
 
         if cfg.warmup > 0:
@@ -477,6 +526,30 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
             outcome.measurements[c] = best
         outcome.log_tail = server.log_tail()
     return outcome
+
+
+def check_processes(
+    server: ServerProcess, spec: ServerSpec, cfg: BenchConfig, outcome: ServerOutcome
+) -> str | None:
+    """None if the server runs at least ``spec.min_processes`` processes, else why not.
+
+    Counts the server's process tree and process group (from /proc; without /proc the
+    check is skipped). Guards against measuring a setup that is not running: an
+    asyncwsgi that ignores ``--mode daemon`` still answers, from one process.
+    """
+    if spec.min_processes <= 1 and not cfg.check_processes:
+        return None
+    found = cpustat.wait_for_processes(server.proc.pid, spec.min_processes, PROCESS_WAIT_S)
+    if not found:
+        return None
+    outcome.processes = cpustat.describe_processes(found)
+    log(f"   processes: {outcome.processes}")
+    if len(found) < spec.min_processes:
+        return (
+            f"not running as described: expected at least {spec.min_processes} processes "
+            f"{PROCESS_WAIT_S:.0f} s after it answered, found {outcome.processes}"
+        )
+    return None
 
 
 def measure(
@@ -539,22 +612,30 @@ def _int_list(text: str) -> list[int]:
 
 def _name_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SERVERS_BY_NAME]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown server(s) {unknown}; choose from {', '.join(SERVERS_BY_NAME)}"
-        )
+    if not names:
+        raise argparse.ArgumentTypeError("no server names")
     return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scenario",
+        choices=tuple(SCENARIOS),
+        default=DEFAULT_SCENARIO,
+        help="which servers to compare: "
+        + "; ".join(
+            f"{s.name}: {', '.join(s.by_name())}"
+            + (" (default)" if s.name == DEFAULT_SCENARIO else "")
+            for s in SCENARIOS.values()
+        ),
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument(
         "--only",
         type=_name_list,
         default=None,
-        help=f"comma-separated servers to run (default all: {','.join(SERVERS_BY_NAME)})",
+        help="comma-separated servers of the scenario to run (default: all of them)",
     )
     parser.add_argument(
         "--connections", type=_int_list, default=[50, 1000], help="comma-separated wrk -c values"
@@ -578,7 +659,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pin",
         action="store_true",
-        help="pin the server to the first CPU and wrk to the others (default: no pinning)",
+        help="pin the server to the first CPU (processes/daemon: the first 2 CPUs, if wrk "
+        "keeps one) and wrk to the others (default: no pinning)",
+    )
+    parser.add_argument(
+        "--modwsgi-threads",
+        type=int,
+        default=MODWSGI_THREADS_PER_CHILD,
+        help="processes/daemon scenarios: Apache's ThreadsPerChild for the mod_wsgi rows "
+        f"(2 children; MaxRequestWorkers = 2 x this; default {MODWSGI_THREADS_PER_CHILD})",
     )
     parser.add_argument(
         "--no-save", action="store_true", help="print only; do not write benchmarks/results/"
@@ -588,6 +677,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration and --threads must be positive, --warmup non-negative")
     if min(args.connections) < args.threads:
         parser.error("wrk needs at least as many connections as threads")
+    if args.modwsgi_threads <= 0:
+        parser.error("--modwsgi-threads must be positive")
+    known = SCENARIOS[args.scenario].by_name(args.modwsgi_threads)
+    unknown = [n for n in args.only or () if n not in known]
+    if unknown:
+        parser.error(
+            f"unknown server(s) {unknown} in scenario {args.scenario}; "
+            f"choose from {', '.join(known)}"
+        )
     return args
 
 
@@ -601,14 +699,18 @@ def main(argv: list[str] | None = None) -> int:
     if nofile < max(args.connections) + 100:
         log(f"warning: open-file limit {nofile} is low for {max(args.connections)} connections")
 
+    scenario: Scenario = SCENARIOS[args.scenario]
     app_script = choose_app_script()
     body = expected_response_body(app_script)
-    specs = [SERVERS_BY_NAME[n] for n in args.only] if args.only else list(SERVERS)
+    by_name = scenario.by_name(args.modwsgi_threads)
+    specs = [by_name[n] for n in args.only] if args.only else list(by_name.values())
     now = dt.datetime.now(dt.timezone.utc)
 
-    server_cpus, wrk_cpus = pin_cpus() if args.pin else (None, None)
+    server_cpus, wrk_cpus = pin_cpus(scenario.server_cpus) if args.pin else (None, None)
 
     with tempfile.TemporaryDirectory(prefix="asyncwsgi-bench-") as tmp:
+        # Apache's children (www-data) read the script copy and the ServerRoot below it.
+        os.chmod(tmp, 0o755)
         cfg = BenchConfig(
             wrk=wrk,
             app_script=app_script,
@@ -622,10 +724,13 @@ def main(argv: list[str] | None = None) -> int:
             server_cpus=server_cpus,
             wrk_cpus=wrk_cpus,
             workdir=Path(tmp),
+            check_processes=scenario.server_cpus > 1,
         )
         outcomes = [bench_server(spec, cfg) for spec in specs]
 
     notes = [
+        f"**Scenario:** `{scenario.name}`: {scenario.description}; ratios against "
+        f"`{scenario.baseline}`",
         f"**App:** `{app_script.relative_to(REPO_ROOT)}` (response body {body!r}, "
         "checked byte-for-byte against every server before it is measured)",
         f"**Warm-up:** {args.warmup} s of wrk at c={min(args.connections)} per server; "
@@ -633,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
         "**CPU pinning:** "
         + (
             f"server on CPU {_cpu_list(server_cpus)}, wrk on CPU {_cpu_list(wrk_cpus)} (--pin)"
+            + (
+                f"; the server processes share {len(server_cpus)} CPU(s) "
+                f"(wanted {scenario.server_cpus}: wrk keeps at least one)"
+                if len(server_cpus) < scenario.server_cpus
+                else ""
+            )
             if server_cpus is not None and wrk_cpus is not None
             else "none (the scheduler spreads server and wrk over all cores)"
         ),
@@ -652,12 +763,15 @@ def main(argv: list[str] | None = None) -> int:
         notes=notes,
         connections=args.connections,
         servers=outcomes,
+        baseline=scenario.baseline,
+        title="Hello-world WSGI benchmark"
+        + ("" if scenario.name == DEFAULT_SCENARIO else f", scenario `{scenario.name}`"),
     )
     markdown = render_markdown(report)
     print(markdown)
     if not args.no_save:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = RESULTS_DIR / f"hello-{now:%Y%m%d-%H%M}"
+        stem = RESULTS_DIR / f"{scenario.results_prefix}-{now:%Y%m%d-%H%M}"
         stem.with_suffix(".md").write_text(cpustat.scrub_paths(markdown), encoding="utf-8")
         stem.with_suffix(".json").write_text(
             cpustat.scrub_paths(json.dumps(report.to_dict(), indent=2)) + "\n", encoding="utf-8"

@@ -7,16 +7,39 @@ which re-executes the script named by ``$ASYNCWSGI_BENCH_APP``.
 
 All peers are started as ``sys.executable -m PACKAGE`` so that the interpreter
 running the benchmark (and its virtualenv) is the one serving, without relying
-on console scripts being on PATH.
+on console scripts being on PATH. asyncwsgi's command lines come from
+``asyncwsgi_cmd.py``, the one place every benchmark builds them.
+
+The servers come in scenarios (``run.py --scenario NAME``), each compared against
+its own asyncwsgi row:
+
+- ``single`` (the default): one process each, ``SERVERS``;
+- ``processes``: two processes each, the app in them (asyncwsgi ``--processes 2``,
+  mod_wsgi embedded mode under the event MPM, gunicorn ``-w 2`` sync);
+- ``daemon``: a front end feeding a group of 2 processes x 8 threads (asyncwsgi
+  ``--mode daemon``, mod_wsgi daemon mode), with gunicorn ``-w 2 --threads 8`` as a
+  familiar reference.
+
+mod_wsgi runs as ``apache2 -f CONF -DFOREGROUND`` on a config that
+``apache/modwsgi.py`` writes (a ServerRoot in the run's temporary folder), serving
+a world-readable copy of the script; those rows are skipped, with the reason, when
+Apache or mod_wsgi is not installed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncwsgi_cmd
+
 APP_MODULE = "hello_app:application"
+# Apache worker threads per child process (event MPM ThreadsPerChild), mod_wsgi rows.
+# Apache's own default; 2 children x 25 = MaxRequestWorkers 50.
+MODWSGI_THREADS_PER_CHILD = 25
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,7 @@ class LaunchContext:
     port: int
     app_script: Path
     apps_dir: Path
+    workdir: Path  # this run's temporary folder (0755: Apache's children read below it)
 
 
 @dataclass(frozen=True)
@@ -39,27 +63,40 @@ class ServerSpec:
     package: str  # distribution name, for reporting its version
     argv: Callable[[LaunchContext], list[str]]
     requires: tuple[str, ...] = ()  # modules that must be importable for a fair run
+    # Processes the server must have once it answers (its tree and process group); fewer
+    # means it is not running as described, and it is reported as not run.
+    min_processes: int = 1
+    apache: bool = False  # needs Apache + mod_wsgi (skipped with the reason when absent)
+    env: tuple[tuple[str, str], ...] = ()  # added to the environment
 
 
-def _asyncwsgi(*extra: str) -> Callable[[LaunchContext], list[str]]:
+@dataclass(frozen=True)
+class Scenario:
+    """A set of servers compared in one table, and the row the ratios are taken against."""
+
+    name: str
+    description: str
+    # The servers, given ThreadsPerChild for the mod_wsgi rows (run.py --modwsgi-threads).
+    servers: Callable[[int], tuple[ServerSpec, ...]]
+    baseline: str  # name of the asyncwsgi row
+    results_prefix: str  # benchmarks/results/PREFIX-YYYYMMDD-HHMM.{md,json}
+    server_cpus: int = 1  # CPUs --pin gives the server when the machine has enough
+    uses_apache: bool = False  # has mod_wsgi rows (run.py --modwsgi-threads applies)
+
+    def by_name(self, modwsgi_threads: int = MODWSGI_THREADS_PER_CHILD) -> dict[str, ServerSpec]:
+        return {spec.name: spec for spec in self.servers(modwsgi_threads)}
+
+
+def _asyncwsgi(setup: str = "embedded", *extra: str) -> Callable[[LaunchContext], list[str]]:
     def build(ctx: LaunchContext) -> list[str]:
-        return [
-            ctx.python,
-            "-m",
-            "asyncwsgi",
-            str(ctx.app_script),
-            "--bind",
-            f"{ctx.host}:{ctx.port}",
-            "--threads",
-            "8",
-            "--no-access-log",
-            *extra,
-        ]
+        return asyncwsgi_cmd.argv(
+            ctx.app_script, ctx.host, ctx.port, setup, extra=extra, python=ctx.python
+        )
 
     return build
 
 
-def _gunicorn(*worker_args: str) -> Callable[[LaunchContext], list[str]]:
+def _gunicorn(*worker_args: str, workers: int = 1) -> Callable[[LaunchContext], list[str]]:
     # gunicorn writes no access log unless --access-logfile is given.
     def build(ctx: LaunchContext) -> list[str]:
         return [
@@ -67,7 +104,7 @@ def _gunicorn(*worker_args: str) -> Callable[[LaunchContext], list[str]]:
             "-m",
             "gunicorn",
             "--workers",
-            "1",
+            str(workers),
             *worker_args,
             "--bind",
             f"{ctx.host}:{ctx.port}",
@@ -139,18 +176,65 @@ def _granian(ctx: LaunchContext) -> list[str]:
     ]
 
 
+def _modwsgi(mode: str, threads_per_child: int) -> Callable[[LaunchContext], list[str]]:
+    """``apache2 -f CONF -DFOREGROUND`` on a fresh ServerRoot under the run's folder.
+
+    Both modes: event MPM, 2 child processes of ``threads_per_child`` threads
+    (``StartServers``/``ServerLimit`` 2, ``MaxRequestWorkers`` 2 x that), keep-alive
+    without a request limit, ``WSGIScriptReloading On``, ``WSGIApplicationGroup
+    %{GLOBAL}``; daemon mode adds ``WSGIDaemonProcess bench processes=2 threads=8`` and
+    ``WSGIProcessGroup bench``. Apache logs errors to its stdout, i.e. the server log.
+    """
+
+    def build(ctx: LaunchContext) -> list[str]:
+        from apache import modwsgi
+
+        root = ctx.workdir / f"apache-{mode}-{ctx.port}"
+        app_dir = root / "app"
+        app_dir.mkdir(parents=True, exist_ok=True)
+        script = app_dir / ctx.app_script.name
+        shutil.copyfile(ctx.app_script, script)
+        os.chmod(script, 0o644)
+        os.chmod(app_dir, 0o755)
+        launch = modwsgi.prepare_launch(
+            script,
+            mode=mode,
+            port=ctx.port,
+            server_root=root,
+            processes=2,
+            threads_per_child=threads_per_child,
+            daemon_threads=asyncwsgi_cmd.THREADS,
+            error_log="/dev/stderr",
+        )
+        return launch.argv
+
+    return build
+
+
+def _asyncwsgi_spec(name: str, setup: str, description: str, *extra: str) -> ServerSpec:
+    return ServerSpec(
+        name,
+        description,
+        "asyncwsgi",
+        _asyncwsgi(setup, *extra),
+        min_processes=asyncwsgi_cmd.SETUPS[setup].min_processes,
+    )
+
+
+_MODWSGI_ENV = (("LANG", "C.UTF-8"),)
+
 SERVERS: tuple[ServerSpec, ...] = (
-    ServerSpec(
+    _asyncwsgi_spec(
         "asyncwsgi",
+        "embedded",
         "asyncwsgi, 1 process, asyncio event loop + 8 WSGI threads, script reloading on",
-        "asyncwsgi",
-        _asyncwsgi(),
     ),
-    ServerSpec(
+    _asyncwsgi_spec(
         "asyncwsgi-noreload",
+        "embedded",
         "asyncwsgi as above with --script-reloading off",
-        "asyncwsgi",
-        _asyncwsgi("--script-reloading", "off"),
+        "--script-reloading",
+        "off",
     ),
     ServerSpec(
         "gunicorn-sync",
@@ -186,3 +270,99 @@ SERVERS: tuple[ServerSpec, ...] = (
 )
 
 SERVERS_BY_NAME: dict[str, ServerSpec] = {spec.name: spec for spec in SERVERS}
+
+
+def processes_servers(
+    modwsgi_threads: int = MODWSGI_THREADS_PER_CHILD,
+) -> tuple[ServerSpec, ...]:
+    """The ``processes`` scenario; ``modwsgi_threads``: Apache's ThreadsPerChild."""
+    return (
+        _asyncwsgi_spec(
+            "asyncwsgi-processes",
+            "processes",
+            "asyncwsgi --processes 2 (embedded mode): 2 copies of the server sharing the "
+            "listening port, each an event loop + 8 WSGI threads, script reloading on",
+        ),
+        ServerSpec(
+            "modwsgi-embedded",
+            f"Apache event MPM, 2 child processes x {modwsgi_threads} threads "
+            f"(StartServers 2, ServerLimit 2, MaxRequestWorkers {2 * modwsgi_threads}), "
+            "mod_wsgi embedded mode, WSGIScriptReloading On, WSGIApplicationGroup %{GLOBAL}",
+            "mod_wsgi",
+            _modwsgi("embedded", modwsgi_threads),
+            min_processes=3,  # the parent + 2 children
+            apache=True,
+            env=_MODWSGI_ENV,
+        ),
+        ServerSpec(
+            "gunicorn-sync-2w",
+            "gunicorn, 2 sync workers (one request at a time each, Connection: close)",
+            "gunicorn",
+            _gunicorn("--worker-class", "sync", workers=2),
+            min_processes=3,  # the arbiter + 2 workers
+        ),
+    )
+
+
+def daemon_servers(modwsgi_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, ...]:
+    """The ``daemon`` scenario; ``modwsgi_threads``: ThreadsPerChild of Apache's front end."""
+    return (
+        _asyncwsgi_spec(
+            "asyncwsgi-daemon",
+            "daemon",
+            "asyncwsgi --mode daemon --processes 2 --threads 8: HTTP on the main process's "
+            "event loop, the app in a daemon group of 2 processes x 8 threads, reloading on",
+        ),
+        ServerSpec(
+            "modwsgi-daemon",
+            f"Apache event MPM front end (2 children x {modwsgi_threads} threads, "
+            f"MaxRequestWorkers {2 * modwsgi_threads}) + mod_wsgi WSGIDaemonProcess "
+            "processes=2 threads=8, WSGIProcessGroup, WSGIApplicationGroup %{GLOBAL}, "
+            "WSGIScriptReloading On",
+            "mod_wsgi",
+            _modwsgi("daemon", modwsgi_threads),
+            min_processes=5,  # the parent + 2 children + 2 daemon processes
+            apache=True,
+            env=_MODWSGI_ENV,
+        ),
+        ServerSpec(
+            "gunicorn-gthread-2w",
+            "gunicorn, 2 gthread workers x 8 threads (keep-alive)",
+            "gunicorn",
+            _gunicorn("--worker-class", "gthread", "--threads", "8", workers=2),
+            min_processes=3,  # the arbiter + 2 workers
+        ),
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "single",
+            "one process per server",
+            lambda _threads: SERVERS,
+            baseline="asyncwsgi",
+            results_prefix="hello",
+        ),
+        Scenario(
+            "processes",
+            "two processes per server, the app running in them (no daemon processes)",
+            processes_servers,
+            baseline="asyncwsgi-processes",
+            results_prefix="hello-processes",
+            server_cpus=2,
+            uses_apache=True,
+        ),
+        Scenario(
+            "daemon",
+            "a front end feeding a group of 2 processes x 8 threads",
+            daemon_servers,
+            baseline="asyncwsgi-daemon",
+            results_prefix="hello-daemon",
+            server_cpus=2,
+            uses_apache=True,
+        ),
+    )
+}
+DEFAULT_SCENARIO = "single"

@@ -162,6 +162,7 @@ def run_mode(
     mode: str, app: Path, wrk: str, args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
     """One server start, one wrk run, one SIGTERM; the row for the table."""
+    import asyncwsgi_cmd
     import cpustat
     from wrkparse import WrkParseError, parse_wrk_output
 
@@ -169,19 +170,7 @@ def run_mode(
     port = free_port()
     out_path = workdir / f"stdout-{mode}.log"
     err_path = workdir / f"stderr-{mode}.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "asyncwsgi",
-        str(app),
-        "--bind",
-        f"{HOST}:{port}",
-        "--threads",
-        "8",
-        "--no-access-log",
-        "--script-reloading",
-        mode,
-    ]
+    argv = asyncwsgi_cmd.argv(app, HOST, port, "embedded", extra=("--script-reloading", mode))
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
             argv,

@@ -12,6 +12,10 @@ From Python (the benchmarks put ``benchmarks/`` on ``sys.path``)::
     reason = modwsgi.unavailable_reason()   # None when Apache + mod_wsgi are usable
     with modwsgi.ApacheServer(script, mode="embedded", port=port) as server:
         ...  # server.url answers
+    # or write the ServerRoot and start/stop Apache yourself (run.py does):
+    launch = modwsgi.prepare_launch(script, mode="daemon", port=port, server_root=root,
+                                    threads_per_child=25, error_log="/dev/stderr")
+    subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, start_new_session=True)
 
 Prerequisites (Debian): ``apt-get install -y apache2 apache2-dev`` and
 ``LANG=C.UTF-8 python -m pip install mod_wsgi`` into the interpreter that runs the
@@ -299,18 +303,24 @@ def render_config(
     threads_per_child: int = 32,
     daemon_threads: int = 8,
     log_level: str = "warn wsgi:info",
+    error_log: str | None = None,
 ) -> str:
-    """The whole httpd.conf for one run (pure: no I/O)."""
+    """The whole httpd.conf for one run (pure: no I/O).
+
+    ``error_log``: where Apache logs (default ``SERVER_ROOT/error.log``; ``/dev/stderr``
+    puts it in the output of the ``apache2 -DFOREGROUND`` process).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     workers = processes * threads_per_child
     mods = install.modules_dir
+    log_path = error_log or f"{server_root}/error.log"
     lines = [
         f"# asyncwsgi benchmark: Apache + mod_wsgi, {mode} mode",
         f'ServerRoot "{server_root}"',
         f'DefaultRuntimeDir "{server_root}"',
         f'PidFile "{server_root}/httpd.pid"',
-        f'ErrorLog "{server_root}/error.log"',
+        f'ErrorLog "{log_path}"',
         f"LogLevel {log_level}",
         f"Listen {HOST}:{port}",
         f"ServerName {HOST}:{port}",
@@ -386,6 +396,79 @@ def http_get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, by
         conn.close()
 
 
+@dataclass(frozen=True)
+class ApacheLaunch:
+    """A ServerRoot with its httpd.conf written, and how to start Apache on it."""
+
+    argv: list[str]  # apache2 -f CONF -DFOREGROUND: stays in the foreground, stops on SIGTERM
+    env: dict[str, str]  # to add to the environment
+    server_root: Path
+    conf_path: Path
+    pyhome: PythonHome
+
+
+def prepare_launch(
+    script: Path,
+    *,
+    mode: str,
+    port: int,
+    server_root: Path,
+    install: ApacheInstall | None = None,
+    processes: int = 2,
+    threads_per_child: int = 32,
+    daemon_threads: int = 8,
+    error_log: str | None = None,
+) -> ApacheLaunch:
+    """Write ``server_root/httpd.conf`` (creating ``server_root``, mode 0755) for a run.
+
+    For callers that start and stop the process themselves (``run.py`` runs it like any
+    other server, in its own process group). ``script`` and its folder must be readable
+    by Apache's run user (see the module docstring).
+    """
+    install = install or find_install()
+    server_root.mkdir(parents=True, exist_ok=True)
+    # The children (www-data) must reach the WSGI socket and the runtime files.
+    server_root.chmod(0o755)
+    user = _run_user()
+    pyhome = python_home(install, user)
+    conf = render_config(
+        install=install,
+        server_root=server_root,
+        port=port,
+        script=Path(script).resolve(),
+        mode=mode,
+        user=user,
+        pyhome=pyhome,
+        processes=processes,
+        threads_per_child=threads_per_child,
+        daemon_threads=daemon_threads,
+        error_log=error_log,
+    )
+    conf_path = server_root / "httpd.conf"
+    conf_path.write_text(conf)
+    return ApacheLaunch(
+        argv=[install.httpd, "-f", str(conf_path), "-DFOREGROUND"],
+        env={"LANG": "C.UTF-8"},
+        server_root=server_root,
+        conf_path=conf_path,
+        pyhome=pyhome,
+    )
+
+
+def apache_version(install: ApacheInstall) -> str:
+    """``Apache/2.4.62 (Debian)``, or '' if ``httpd -v`` says nothing usable."""
+    try:
+        proc = subprocess.run(
+            [install.httpd, "-v"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("Server version:"):
+            return line.partition(":")[2].strip()
+    return ""
+
+
 class ApacheServer:
     """One Apache instance in the foreground, in its own session and temporary ServerRoot."""
 
@@ -443,28 +526,22 @@ class ApacheServer:
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Write the config, start Apache and wait until it answers an HTTP request."""
         self.server_root = Path(tempfile.mkdtemp(prefix=f"bench-apache-{self.mode}-"))
-        # The children (www-data) must reach the WSGI socket and the runtime files.
-        self.server_root.chmod(0o755)
-        user = _run_user()
-        self.pyhome = python_home(self.install, user)
-        conf = render_config(
-            install=self.install,
-            server_root=self.server_root,
-            port=self.port,
-            script=self.script,
+        launch = prepare_launch(
+            self.script,
             mode=self.mode,
-            user=user,
-            pyhome=self.pyhome,
+            port=self.port,
+            server_root=self.server_root,
+            install=self.install,
             processes=self.processes,
             threads_per_child=self.threads_per_child,
             daemon_threads=self.daemon_threads,
         )
-        self.conf_path.write_text(conf)
+        self.pyhome = launch.pyhome
         self._stdout_path = self.server_root / "stdout.log"
-        env = {**os.environ, "LANG": "C.UTF-8"}
+        env = {**os.environ, **launch.env}
         with open(self._stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [self.install.httpd, "-f", str(self.conf_path), "-DFOREGROUND"],
+                launch.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,84 @@
+"""How the benchmarks start asyncwsgi: every ``python -m asyncwsgi`` command line is built here.
+
+``run.py`` (through ``servers.py``), ``reload_under_load.py`` and ``stat_calls.py`` all
+call :func:`argv`, so a change to how asyncwsgi is started (a renamed option, a new
+default) is made once. Three setups, the ones DESIGN.md section 4 sets targets for:
+
+- ``embedded``: one process, the app in 8 threads of it (the default);
+- ``processes``: embedded mode, ``--processes 2``: two copies of the whole server sharing
+  the listening socket, each reloading its script in-process;
+- ``daemon``: ``--mode daemon --processes 2``: the main process's event loop parses HTTP
+  and feeds a daemon process group of 2 processes x 8 threads, restarted one process at a
+  time when the script changes (and all of them on SIGHUP).
+
+Each setup also says how many processes the server must have once it answers
+(:attr:`Setup.min_processes`): the benchmarks count the server's process tree and refuse
+to report numbers under a setup's name when the setup is not what is running (an
+asyncwsgi that ignores ``--mode daemon`` would otherwise be measured as one process).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+THREADS = 8  # WSGI threads per process, in every setup
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    options: tuple[str, ...]  # added to the command line
+    min_processes: int  # processes in the server's tree once it answers
+    description: str
+
+
+SETUPS: dict[str, Setup] = {
+    s.name: s
+    for s in (
+        Setup("embedded", (), 1, f"1 process x {THREADS} threads"),
+        Setup(
+            "processes",
+            ("--processes", "2"),
+            2,
+            f"embedded mode, 2 copies of the server on one socket, {THREADS} threads each",
+        ),
+        Setup(
+            "daemon",
+            ("--mode", "daemon", "--processes", "2"),
+            3,  # the main process + 2 daemon processes
+            f"daemon mode: event loop in the main process, daemon group 2 processes x "
+            f"{THREADS} threads",
+        ),
+    )
+}
+
+
+def argv(
+    app: str | Path,
+    host: str,
+    port: int,
+    setup: str = "embedded",
+    *,
+    extra: Sequence[str] = (),
+    python: str | None = None,
+) -> list[str]:
+    """``python -m asyncwsgi APP --bind HOST:PORT --threads 8 [setup options] --no-access-log``.
+
+    ``extra`` goes last (e.g. ``("--script-reloading", "off")``).
+    """
+    return [
+        python or sys.executable,
+        "-m",
+        "asyncwsgi",
+        str(app),
+        "--bind",
+        f"{host}:{port}",
+        "--threads",
+        str(THREADS),
+        *SETUPS[setup].options,
+        "--no-access-log",
+        *extra,
+    ]

@@ -1,0 +1,254 @@
+"""Unit tests for the benchmark scenarios: command lines, server sets, configs, checks.
+
+Nothing here starts a server. Run with: python -m pytest benchmarks/test_scenarios.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import asyncwsgi_cmd
+import pytest
+from apache import modwsgi
+from cpustat import ProcCpu, describe_processes, tree_members
+from report import Measurement, ServerOutcome, render_table
+from run import parse_args, pin_cpus
+from servers import SCENARIOS, LaunchContext
+from wrkparse import parse_wrk_output
+
+WRK_OUT = """\
+Running 3s test @ http://127.0.0.1:8000/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.00ms    1.00ms  10.00ms   90.00%
+    Req/Sec     5.00k   100.00     5.20k    70.00%
+  Latency Distribution
+     50%    3.00ms
+     75%    3.50ms
+     90%    4.00ms
+     99%    8.00ms
+  30000 requests in 3.00s, 3.00MB read
+Requests/sec:  10000.00
+Transfer/sec:      1.00MB
+"""
+
+
+def ctx(tmp_path: Path) -> LaunchContext:
+    return LaunchContext("python", "127.0.0.1", 8123, Path("/app/hello.wsgi"), tmp_path, tmp_path)
+
+
+# ---------------------------------------------------------------- asyncwsgi commands
+
+
+def test_asyncwsgi_argv_per_setup() -> None:
+    base = ["py", "-m", "asyncwsgi", "app.wsgi", "--bind", "127.0.0.1:80", "--threads", "8"]
+    assert asyncwsgi_cmd.argv("app.wsgi", "127.0.0.1", 80, python="py") == [
+        *base,
+        "--no-access-log",
+    ]
+    assert asyncwsgi_cmd.argv("app.wsgi", "127.0.0.1", 80, "processes", python="py") == [
+        *base,
+        "--processes",
+        "2",
+        "--no-access-log",
+    ]
+    daemon = asyncwsgi_cmd.argv(
+        "app.wsgi", "127.0.0.1", 80, "daemon", extra=("--script-reloading", "on"), python="py"
+    )
+    options = ["--mode", "daemon", "--processes", "2", "--no-access-log"]
+    assert daemon == [*base, *options, "--script-reloading", "on"]
+    assert asyncwsgi_cmd.argv("a", "h", 1)[0] == sys.executable
+
+
+def test_every_asyncwsgi_row_is_built_by_asyncwsgi_cmd(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    expected = {
+        "asyncwsgi": asyncwsgi_cmd.argv(c.app_script, c.host, c.port, python="python"),
+        "asyncwsgi-processes": asyncwsgi_cmd.argv(
+            c.app_script, c.host, c.port, "processes", python="python"
+        ),
+        "asyncwsgi-daemon": asyncwsgi_cmd.argv(
+            c.app_script, c.host, c.port, "daemon", python="python"
+        ),
+    }
+    for scenario in SCENARIOS.values():
+        spec = scenario.by_name()[scenario.baseline]
+        assert spec.argv(c) == expected[scenario.baseline]
+        setup = {"asyncwsgi": "embedded"}.get(spec.name, spec.name.partition("-")[2])
+        assert spec.min_processes == asyncwsgi_cmd.SETUPS[setup].min_processes
+
+
+def test_reload_rows_use_asyncwsgi_cmd() -> None:
+    import reload_under_load as rul
+
+    script = Path("/tmp/x/reload_app.py")
+    argv = rul._asyncwsgi("daemon")(script, 9000)
+    assert argv == asyncwsgi_cmd.argv(
+        script, rul.HOST, 9000, "daemon", extra=("--script-reloading", "on")
+    )
+    daemon = [rul.SERVERS_BY_NAME[n] for n in rul.SCENARIOS["daemon"]]
+    assert {s.name for s in daemon if s.trigger == rul.SIGHUP} == {
+        "asyncwsgi-daemon-hup",
+        "gunicorn-hup",
+        "uvicorn-hup",
+    }
+    assert all(s.min_processes >= 3 for s in daemon)
+    # The default set is what it was before the daemon rows.
+    assert rul.SCENARIOS["embedded"] == (
+        "asyncwsgi",
+        "gunicorn-reload",
+        "uvicorn-reload",
+        "modwsgi-embedded",
+        "modwsgi-daemon",
+    )
+    assert set(rul.SCENARIOS["all"]) == set(rul.SERVERS_BY_NAME)
+    gunicorn = rul._gunicorn(reload=False, workers=2)(script, 9000)
+    assert "--reload" not in gunicorn and gunicorn[gunicorn.index("-w") + 1] == "2"
+    uvicorn = rul._uvicorn(reload=False, workers=2)(script, 9000)
+    assert "--reload" not in uvicorn and uvicorn[uvicorn.index("--workers") + 1] == "2"
+
+
+def test_short_error() -> None:
+    from reload_under_load import _short_error
+
+    assert _short_error("boom") == "boom"
+    assert _short_error("server exited:\n  trace\n\nasyncwsgi: error: x\n") == (
+        "server exited: … asyncwsgi: error: x"
+    )
+
+
+# ---------------------------------------------------------------- scenarios and options
+
+
+def test_scenarios_and_their_rows() -> None:
+    assert list(SCENARIOS["single"].by_name())[:2] == ["asyncwsgi", "asyncwsgi-noreload"]
+    assert list(SCENARIOS["processes"].by_name()) == [
+        "asyncwsgi-processes",
+        "modwsgi-embedded",
+        "gunicorn-sync-2w",
+    ]
+    assert list(SCENARIOS["daemon"].by_name()) == [
+        "asyncwsgi-daemon",
+        "modwsgi-daemon",
+        "gunicorn-gthread-2w",
+    ]
+    assert "x 40 threads" in SCENARIOS["processes"].by_name(40)["modwsgi-embedded"].description
+    for scenario in SCENARIOS.values():
+        assert scenario.baseline in scenario.by_name()
+
+
+def test_parse_args_scenario_and_only() -> None:
+    args = parse_args([])
+    assert args.scenario == "single" and args.only is None
+    args = parse_args(["--scenario", "daemon", "--only", "modwsgi-daemon,gunicorn-gthread-2w"])
+    assert args.only == ["modwsgi-daemon", "gunicorn-gthread-2w"]
+    with pytest.raises(SystemExit):
+        parse_args(["--scenario", "daemon", "--only", "granian"])
+    with pytest.raises(SystemExit):
+        parse_args(["--modwsgi-threads", "0"])
+
+
+def test_pin_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert pin_cpus() == (frozenset({0}), frozenset({1}))
+    assert pin_cpus(2) == (frozenset({0}), frozenset({1}))  # wrk keeps one
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    assert pin_cpus(2) == (frozenset({0, 1}), frozenset({2, 3}))
+
+
+def test_table_ratios_against_the_scenario_baseline() -> None:
+    ours = ServerOutcome("asyncwsgi-daemon", "", "")
+    ours.measurements[50] = Measurement(50, result=parse_wrk_output(WRK_OUT))
+    peer = ServerOutcome("modwsgi-daemon", "", "")
+    peer.measurements[50] = Measurement(
+        50, result=parse_wrk_output(WRK_OUT.replace("10000.00", "4000.00"))
+    )
+    lines = render_table([ours, peer], [50], "asyncwsgi-daemon").splitlines()
+    assert lines[0].endswith("| c=50 asyncwsgi/peer |")
+    assert lines[3] == "| modwsgi-daemon | 4,000 | 8.00 | 0 | 2.50x |"
+    assert render_table([ours, peer], [50]).splitlines()[3].endswith("| n/a |")
+
+
+# ---------------------------------------------------------------- process checks
+
+
+def proc(pid: int, ppid: int, pgrp: int, state: str = "S") -> ProcCpu:
+    return ProcCpu(pid, pgrp, "python", 0, ppid, state)
+
+
+def test_tree_members() -> None:
+    procs = {
+        p.pid: p
+        for p in (
+            proc(1, 0, 1),
+            proc(100, 1, 100),  # the server, a session leader
+            proc(101, 100, 100),  # a worker
+            proc(102, 101, 102),  # a grandchild in its own group: still the server's
+            proc(103, 100, 100, "Z"),  # a zombie
+            proc(104, 1, 100),  # reparented to init, still in the group
+            proc(200, 1, 200),  # someone else
+        )
+    }
+    assert tree_members(procs, 100) == [100, 101, 102, 104]
+    assert tree_members(procs, 999) == []
+
+
+def test_describe_processes() -> None:
+    found = [(1, "asyncwsgi: main"), (2, "asyncwsgi: daemon"), (3, "asyncwsgi: daemon")]
+    assert describe_processes(found) == "3: `asyncwsgi: main`, `asyncwsgi: daemon` x2"
+
+
+# ---------------------------------------------------------------- Apache config
+
+
+def fake_install() -> modwsgi.ApacheInstall:
+    return modwsgi.ApacheInstall(
+        httpd="/usr/sbin/apache2",
+        modules_dir=Path("/usr/lib/apache2/modules"),
+        module_config=(
+            'LoadModule wsgi_module "/venv/mod_wsgi.so"',
+            'WSGIPythonHome "/venv"',
+        ),
+        stdlib=Path("/py/lib/python3.11"),
+        platstdlib=Path("/py/lib/python3.11"),
+        site_packages=Path("/venv/lib/python3.11/site-packages"),
+        python_version="3.11",
+    )
+
+
+@pytest.mark.parametrize("mode", modwsgi.MODES)
+def test_modwsgi_config_for_the_scenarios(mode: str) -> None:
+    conf = modwsgi.render_config(
+        install=fake_install(),
+        server_root=Path("/srv/root"),
+        port=8080,
+        script=Path("/srv/root/app/hello.wsgi"),
+        mode=mode,
+        user=("www-data", "www-data"),
+        threads_per_child=25,
+        daemon_threads=8,
+        error_log="/dev/stderr",
+    ).splitlines()
+    for line in (
+        'LoadModule mpm_event_module "/usr/lib/apache2/modules/mod_mpm_event.so"',
+        "StartServers 2",
+        "ServerLimit 2",
+        "ThreadsPerChild 25",
+        "MaxRequestWorkers 50",
+        "WSGIApplicationGroup %{GLOBAL}",
+        "WSGIScriptReloading On",
+        'ErrorLog "/dev/stderr"',
+        'WSGIScriptAlias / "/srv/root/app/hello.wsgi"',
+    ):
+        assert line in conf
+    daemon_lines = [line for line in conf if line.startswith("WSGIDaemonProcess")]
+    if mode == "daemon":
+        assert daemon_lines == [
+            "WSGIDaemonProcess bench processes=2 threads=8 display-name=%{GROUP}"
+        ]
+        assert "WSGIProcessGroup bench" in conf
+    else:
+        assert daemon_lines == []
+        assert not any(line.startswith("WSGIProcessGroup") for line in conf)
