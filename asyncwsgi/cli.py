@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m asyncwsgi",
         description="Serve a WSGI application, reloading its script file when it changes.",
+        epilog="Commands for a running server: 'python -m asyncwsgi reload [GROUP]' and "
+        "'python -m asyncwsgi status' (see their --help); a script named reload or status "
+        "is served when given as ./reload or ./status.",
     )
     parser.add_argument(
         "app",
@@ -291,7 +294,67 @@ def _print_addresses(addresses: list[str]) -> None:
         print(f"Listening on {address}", flush=True)
 
 
+CONTROL_COMMANDS = ("reload", "status")
+EXIT_COMMAND_FAILED = 1  # the server answered "error ..."
+EXIT_UNREACHABLE = 2  # no server could be reached
+
+
+def build_control_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m asyncwsgi reload|status``, commands for a running server."""
+    about = {
+        "reload": "Restart a daemon process group of a running asyncwsgi server, one process "
+        "at a time (every group when GROUP is not given).",
+        "status": "Show the state of a running asyncwsgi server (one line: ok and JSON).",
+    }
+    parser = argparse.ArgumentParser(
+        prog=f"python -m asyncwsgi {command}",
+        description=about[command],
+        epilog="Exit status: 0 when the server answers ok, 1 when it answers with an error, "
+        "2 when no server can be reached. To serve a script file named "
+        f"{command}, give it as ./{command}.",
+    )
+    if command == "reload":
+        parser.add_argument("group", nargs="?", metavar="GROUP", help="process group name")
+    parser.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="the server's control socket (default: $ASYNCWSGI_CONTROL_SOCKET, else the "
+        "one server running for this user under $XDG_RUNTIME_DIR/asyncwsgi or "
+        "/tmp/asyncwsgi-UID)",
+    )
+    return parser
+
+
+def control_main(argv: Sequence[str]) -> int:
+    """Run ``reload [GROUP]`` or ``status`` against a running server; returns the exit code."""
+    import os
+
+    from asyncwsgi.daemon.control import ControlError, find_control_socket, send_command
+
+    command = argv[0]
+    args = build_control_parser(command).parse_args(argv[1:])
+    words = [command] if getattr(args, "group", None) is None else [command, args.group]
+    try:
+        path = (
+            args.control_socket
+            or os.environ.get("ASYNCWSGI_CONTROL_SOCKET")
+            or find_control_socket()
+        )
+        answer = send_command(path, words)
+    except ControlError as exc:
+        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if answer == "ok" or answer.startswith("ok "):
+        print(answer)
+        return EXIT_OK
+    print(answer, file=sys.stderr)
+    return EXIT_COMMAND_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CONTROL_COMMANDS:
+        return control_main(argv)
     from asyncwsgi.server import run
 
     args = build_parser().parse_args(argv)
