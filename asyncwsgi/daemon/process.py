@@ -1,0 +1,938 @@
+"""The daemon process: runs the application for the front, over one UNIX socket.
+
+Rule: threads, not asyncio, and each thread has one job. The *reader* thread blocks in
+``recv``, decodes frames (``wire.FrameDecoder``) and dispatches them: a REQUEST becomes a
+:class:`_Stream` handed to a worker thread, the other stream frames feed the stream it
+names. *Worker* threads run the application through the same WSGI bridge as embedded
+mode (``build_environ`` + ``call_application``) and write their own frames to the socket
+under one send lock. The *main* thread only waits for events (signals, DRAIN done, end of
+input) and handles them one at a time. Python runs signal handlers in the main thread,
+so the handlers only enqueue an event: a handler can never wait for the send lock that
+the code it interrupted holds.
+
+Boot: set the process title, signals and logging, import the application, and only then
+say HELLO. A process that cannot import the application logs the traceback once and
+exits with :data:`EXIT_BOOT_FAILED` without saying anything on the wire.
+
+Every stream ends with exactly one last frame (a FINAL RESPONSE_HEAD, RESPONSE_END or
+RESPONSE_ABORT), sent under the send lock together with marking the stream ended, so any
+frame the application tries to send after that is dropped.
+
+Run as ``python -m asyncwsgi.daemon.process``; :func:`command` builds that command line,
+so the pool manager and this module cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from queue import SimpleQueue
+from types import FrameType
+from typing import Any, Final
+
+import setproctitle
+
+from asyncwsgi.daemon import wire
+from asyncwsgi.errors import (
+    BadRequestBody,
+    ClientDisconnected,
+    ProtocolError,
+    RequestBodyTooLarge,
+    ScriptLoadError,
+)
+from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
+from asyncwsgi.wsgi.environ import base_environ, build_environ
+from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.proxy import ProxyTrust
+from asyncwsgi.wsgi.response import FileWrapper, call_application
+from asyncwsgi.wsgi.types import Environ, WSGIApplication
+
+__all__ = [
+    "DEFAULT_REQUEST_WINDOW",
+    "EXIT_BOOT_FAILED",
+    "EXIT_OK",
+    "EXIT_PROTOCOL_ERROR",
+    "command",
+    "main",
+]
+
+logger = logging.getLogger("asyncwsgi.error")
+
+EXIT_OK: Final = 0
+# The application could not be imported; the pool manager stops respawning.
+EXIT_BOOT_FAILED: Final = 3
+# The front sent bytes that are not the wire protocol.
+EXIT_PROTOCOL_ERROR: Final = 4
+# Request body bytes the front may send on a new stream before the first WINDOW.
+DEFAULT_REQUEST_WINDOW: Final = 256 * 1024
+
+# How long a worker waits for request body bytes or for response credit before it gives
+# up on the client, as embedded mode does.
+_IO_WAIT: Final = 60.0
+# Body bytes per frame: far under the wire's max frame size even with a head's headers.
+_MAX_CHUNK: Final = 256 * 1024
+# Below this a body frame is copied behind its header and sent with one sendall; above,
+# sendmsg sends header and data without the copy.
+_COPY_LIMIT: Final = 64 * 1024
+_RECV_SIZE: Final = 256 * 1024
+_IOV_MAX: Final = 512
+_U32_MAX: Final = 0xFFFFFFFF
+
+_ERROR_HEADERS: Final = [("Content-Type", "text/plain; charset=utf-8")]
+_BODY_ERRORS: Final[dict[wire.BodyErrorReason, tuple[type[OSError], str]]] = {
+    wire.BodyErrorReason.DISCONNECTED: (ClientDisconnected, "client disconnected"),
+    wire.BodyErrorReason.TIMEOUT: (ClientDisconnected, "timed out waiting for the request body"),
+    wire.BodyErrorReason.MALFORMED: (BadRequestBody, "malformed request body"),
+    wire.BodyErrorReason.TOO_LARGE: (RequestBodyTooLarge, "request body too large"),
+}
+
+# Events for the main thread.
+_TERM: Final = "SIGTERM"
+_RETIRE: Final = "SIGUSR1"
+_DRAINED: Final = "drained"
+_EOF: Final = "end of input"
+_BROKEN: Final = "protocol error"
+_SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGINT}
+
+
+# --------------------------------------------------------------------------------------
+# One request: the Exchange a worker answers, fed by the reader thread
+# --------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """One stream: the request attributes of ``wsgi.types.Exchange`` and its methods.
+
+    The methods run on the one worker thread serving the request; the ``on_*`` methods run
+    on the reader thread. Response credit needs no lock: the reader only adds to
+    ``_granted`` and the worker only adds to ``_spent``. The request body (when it did not
+    all come with the REQUEST) is guarded by ``_cond``.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_cond",
+        "_credit",
+        "_daemon",
+        "_eof",
+        "_error",
+        "_expect",
+        "_granted",
+        "_inline",
+        "_length",
+        "_received",
+        "_spent",
+        "_threshold",
+        "_unacked",
+        "_waiter",
+        "_window",
+        "body_allowed",
+        "cancelled",
+        "client",
+        "ended",
+        "head_sent",
+        "headers",
+        "http_version",
+        "id",
+        "method",
+        "path",
+        "query",
+        "scheme",
+        "script_name",
+        "server",
+    )
+
+    def __init__(self, daemon: _Daemon, frame: wire.Request) -> None:
+        self._daemon = daemon
+        self.id = frame.stream_id
+        self.method = frame.method
+        self.path = frame.path
+        self.query = frame.query
+        self.http_version = frame.http_version
+        self.headers = frame.headers
+        self.client = frame.client
+        self.server = frame.server
+        self.scheme = frame.scheme
+        self.script_name = frame.script_name
+        self.head_sent = False
+        self.body_allowed = True
+        self.cancelled = False
+        self.ended = False
+        self._granted = frame.response_window
+        self._spent = 0
+        self._waiter: threading.Event | None = None
+        self._inline = frame.body
+        if frame.body_end:
+            # The whole body (often none) came with the REQUEST: no lock, no credit.
+            self._cond: threading.Condition | None = None
+            return
+        window = daemon.request_window
+        self._cond = threading.Condition(threading.Lock())
+        self._chunks: deque[bytes] = deque()
+        if frame.body:
+            self._chunks.append(frame.body)
+        self._inline = b""
+        self._buffered = self._received = len(frame.body)
+        self._length = frame.body_length
+        self._window = window
+        self._threshold = max(1, window // 2)
+        self._expect = frame.expect_continue
+        self._credit = 0 if frame.expect_continue else window - len(frame.body)
+        self._unacked = 0
+        self._eof = False
+        self._error: OSError | None = None
+
+    # -- worker thread: the request body -------------------------------------------------
+
+    def read_body(self, size: int) -> bytes:
+        if self.cancelled:
+            raise ClientDisconnected("client disconnected")
+        cond = self._cond
+        if cond is None:
+            data = self._inline
+            if size < 0 or size >= len(data):
+                self._inline = b""
+                return data
+            self._inline = data[size:]
+            return data[:size]
+        with cond:
+            if self._expect:
+                # The first credit of an Expect: 100-continue stream is the front's cue to
+                # send the 100 Continue: it goes out exactly when the application reads.
+                self._expect = False
+                self._unacked = self._window
+                self._grant()
+            chunks = self._chunks
+            deadline = 0.0
+            while True:
+                if self.cancelled:
+                    raise ClientDisconnected("client disconnected")
+                if self._error is not None:
+                    raise self._error
+                if chunks:
+                    break
+                if self._eof:
+                    return b""
+                # No grant needed before waiting: the front's credit, our buffer and the
+                # bytes read but not granted back add up to the window, and a grant goes
+                # out whenever the last reach half of it; so with the buffer empty the
+                # front always has more than half a window to send.
+                now = time.monotonic()
+                if deadline == 0.0:
+                    deadline = now + _IO_WAIT
+                elif now >= deadline:
+                    raise ClientDisconnected("timed out waiting for the request body")
+                cond.wait(deadline - now)
+            if size < 0 or size >= self._buffered:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+            else:
+                first = chunks[0]
+                if len(first) <= size:
+                    data = chunks.popleft()
+                else:
+                    data = first[:size]
+                    chunks[0] = first[size:]
+            self._buffered -= len(data)
+            self._unacked += len(data)
+            if self._unacked >= self._threshold:
+                self._grant()
+            return data
+
+    def _grant(self) -> None:
+        """Return the credit of the bytes the application read (``_cond`` held). No more
+        than the rest of a body of known length needs, and nothing once it ended."""
+        grant = self._unacked
+        self._unacked = 0
+        if self._eof or self._error is not None:
+            return
+        if self._length >= 0:
+            grant = min(grant, self._length - self._received - self._credit)
+        if grant > 0:
+            self._credit += grant
+            self._send(wire.encode_window(self.id, grant), False)
+
+    # -- worker thread: the response -----------------------------------------------------
+
+    def respond(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        final: bool,
+        body_length: int = -1,
+    ) -> None:
+        if self.head_sent:
+            raise RuntimeError("response head already sent")
+        if self.cancelled:
+            raise ClientDisconnected("client disconnected")
+        for name, value in headers:
+            if len(name) == 14 and name.lower() == "content-length":
+                # The front would reject it after the fact; fail here, where the
+                # application can still be answered with a 500.
+                digits = value.strip()
+                if not (digits.isascii() and digits.isdigit()):
+                    raise ValueError(f"invalid Content-Length header {value!r}")
+        allowed = not (self.method == "HEAD" or status[0] == "1" or status[:3] in ("204", "304"))
+        if not allowed:
+            if final and body_length < 0 and self.method == "HEAD":
+                body_length = len(body)  # a HEAD answer carries the GET's length
+            body = b""
+        size = len(body)
+        if size <= self._granted - self._spent and size <= _MAX_CHUNK:
+            frame = wire.encode_response_head(
+                self.id, status, headers, body, final=final, body_length=body_length
+            )
+            self.head_sent = True
+            self.body_allowed = allowed
+            self._spent += size
+            self._send(frame, final)
+            return
+        # More body than credit: the head with what fits, the rest as credit comes.
+        if final and body_length < 0:
+            body_length = size
+        first = min(max(self._granted - self._spent, 0), _MAX_CHUNK)
+        frame = wire.encode_response_head(
+            self.id, status, headers, body[:first], final=False, body_length=body_length
+        )
+        self.head_sent = True
+        self.body_allowed = allowed
+        self._spent += first
+        self._send(frame, False)
+        self._write_body(memoryview(body)[first:])
+        if final:
+            self._send(wire.encode_response_end(self.id), True)
+
+    def write(self, data: bytes, *, final: bool = False) -> None:
+        if self.cancelled:
+            raise ClientDisconnected("client disconnected")
+        if not self.head_sent:
+            raise RuntimeError("write() before the response head")
+        if data and self.body_allowed:
+            self._write_body(data)
+        if final:
+            self._send(wire.encode_response_end(self.id), True)
+
+    def sendfile(self, file: Any, offset: int, count: int) -> None:
+        """The file's bytes as body frames, read as credit allows (no fd passing: see
+        the wire protocol's choices)."""
+        if not self.head_sent:
+            raise RuntimeError("sendfile() before the response head")
+        if self.body_allowed:
+            fd = file.fileno()
+            while count > 0:
+                if self.cancelled:
+                    raise ClientDisconnected("client disconnected")
+                available = self._granted - self._spent
+                if available <= 0:
+                    self._wait_credit()
+                    continue
+                block = os.pread(fd, min(count, available, _MAX_CHUNK), offset)
+                if not block:
+                    break  # the file shrank; the front sees the short body
+                offset += len(block)
+                count -= len(block)
+                self._spent += len(block)
+                self._send_body(block)
+        self.write(b"", final=True)
+
+    def send_error(self, status: str, message: bytes) -> None:
+        if self.head_sent:
+            self.abort()
+            return
+        if self.cancelled:
+            self._send(wire.encode_response_abort(self.id, wire.AbortReason.CANCELLED), True)
+            return
+        frame = wire.encode_response_head(
+            self.id, status, _ERROR_HEADERS, message, final=True, server_error=True
+        )
+        self.head_sent = True
+        self.body_allowed = False
+        self._send(frame, True)
+
+    def abort(self) -> None:
+        reason = wire.AbortReason.CANCELLED if self.cancelled else wire.AbortReason.APP_ERROR
+        self._send(wire.encode_response_abort(self.id, reason), True)
+
+    def _write_body(self, data: bytes | memoryview) -> None:
+        size = len(data)
+        available = self._granted - self._spent
+        if size <= available and size <= _MAX_CHUNK:
+            self._spent += size
+            self._send_body(data)
+            return
+        view = memoryview(data)
+        offset = 0
+        while offset < size:
+            if self.cancelled:
+                raise ClientDisconnected("client disconnected")
+            available = self._granted - self._spent
+            if available <= 0:
+                self._wait_credit()
+                continue
+            n = min(available, size - offset, _MAX_CHUNK)
+            self._spent += n
+            self._send_body(view[offset : offset + n])
+            offset += n
+
+    def _wait_credit(self) -> None:
+        """Block until the front grants response credit (it does as the client reads)."""
+        waiter = self._waiter
+        if waiter is None:
+            # Published before the credit is checked: the reader adds credit, then sets
+            # the waiter it finds, so one of the two sees the other.
+            waiter = self._waiter = threading.Event()
+        deadline = time.monotonic() + _IO_WAIT
+        while True:
+            waiter.clear()
+            if self.cancelled or self.ended:
+                raise ClientDisconnected("client disconnected")
+            if self._granted > self._spent:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ClientDisconnected("timed out waiting for the client to read")
+            waiter.wait(remaining)
+
+    # -- worker thread: frames out -------------------------------------------------------
+
+    def _send(self, frame: bytes, last: bool) -> None:
+        """Send a frame of this stream; ``last`` ends the stream. After the end, last
+        frames are dropped and any other frame raises ClientDisconnected."""
+        if self.ended:
+            if last:
+                return
+            raise ClientDisconnected("the response has ended")
+        daemon = self._daemon
+        if not last:
+            daemon.send(frame)
+            return
+        self.ended = True
+        # Before the frame goes out: the front may reuse the id once it has it.
+        daemon.streams.pop(self.id, None)
+        try:
+            daemon.send(frame)
+        except ClientDisconnected:
+            pass  # the front is gone: the reader sees the end of input, and we exit
+
+    def _send_body(self, data: bytes | memoryview) -> None:
+        """One RESPONSE_BODY frame; the caller has taken the credit."""
+        if self.ended:
+            raise ClientDisconnected("the response has ended")
+        header = wire.encode_response_body_header(self.id, len(data))
+        if len(data) <= _COPY_LIMIT:
+            self._daemon.send(header + data)
+        else:
+            self._daemon.send_parts(header, data)
+
+    # -- reader thread ---------------------------------------------------------------------
+
+    def on_body(self, data: bytes) -> None:
+        cond = self._cond
+        if cond is None:
+            return  # the REQUEST said the body was complete: stale
+        with cond:
+            if self._eof or self._error is not None:
+                return
+            self._chunks.append(data)
+            self._buffered += len(data)
+            self._received += len(data)
+            self._credit -= len(data)
+            cond.notify()
+
+    def on_body_end(self) -> None:
+        cond = self._cond
+        if cond is not None:
+            with cond:
+                self._eof = True
+                cond.notify()
+
+    def on_body_error(self, reason: wire.BodyErrorReason, detail: str) -> None:
+        cond = self._cond
+        if cond is None:
+            return
+        exc_type, default = _BODY_ERRORS[reason]
+        with cond:
+            if not self._eof and self._error is None:
+                self._error = exc_type(detail or default)
+                # The body will not complete: whatever is buffered is not worth reading.
+                self._chunks.clear()
+                self._buffered = 0
+                cond.notify()
+
+    def on_cancel(self) -> None:
+        self.cancelled = True
+        cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify()
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+
+    def on_window(self, increment: int) -> None:
+        self._granted += increment
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+
+
+def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
+    """``sendall(b"".join(buffers))`` without the copy."""
+    views = [memoryview(b) for b in buffers]
+    while views:
+        sent = sock.sendmsg(views[:_IOV_MAX])
+        done = 0
+        for view in views:
+            if sent < view.nbytes:
+                break
+            sent -= view.nbytes
+            done += 1
+        del views[:done]
+        if sent:
+            views[0] = views[0][sent:]
+
+
+# --------------------------------------------------------------------------------------
+# The process: reader thread, worker threads, main thread
+# --------------------------------------------------------------------------------------
+
+
+class _Daemon:
+    def __init__(
+        self,
+        sock: socket.socket,
+        app: WSGIApplication,
+        events: SimpleQueue[str],
+        *,
+        group: str,
+        generation: int,
+        threads: int,
+        request_window: int,
+        multiprocess: bool,
+        forwarded_allow_ips: str,
+    ) -> None:
+        self.sock = sock
+        self.app = app
+        self.events = events
+        self.group = group
+        self.generation = generation
+        self.threads = threads
+        self.request_window = request_window
+        # Frames waiting to be written, and the lock of whichever thread writes them.
+        self._out: list[bytes | memoryview] = []
+        self._writing = threading.Lock()
+        self.broken = False  # the socket failed: nothing more can be sent
+        # Open streams by id. The reader adds; the sender of a stream's last frame
+        # removes it before the frame goes out, so before the front can reuse the id.
+        self.streams: dict[int, _Stream] = {}
+        # Requests handed to a worker and not yet returned from (close() included).
+        self.jobs = 0
+        self.draining = False
+        self._jobs_lock = threading.Lock()
+        self._base = base_environ(file_wrapper=FileWrapper, multiprocess=multiprocess)
+        self._trust = ProxyTrust(forwarded_allow_ips) if forwarded_allow_ips else None
+        self._pool: ThreadPool | None = None
+        self._protocol_error: ProtocolError | None = None
+
+    # -- main thread -------------------------------------------------------------------
+
+    def run(self) -> tuple[int, bool]:
+        """Serve until told to stop: (exit status, whether to exit at once)."""
+        # Threads inherit the signal mask: with these blocked in every thread but this
+        # one, the kernel delivers them here, where a blocking wait is interrupted and the
+        # handler runs at once (not when this thread next happens to wake up).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            self._pool = ThreadPool(self.threads, name="asyncwsgi-daemon")
+            reader = threading.Thread(target=self._read, name="asyncwsgi-reader", daemon=True)
+            reader.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        hello = wire.encode_hello(
+            pid=os.getpid(),
+            generation=self.generation,
+            threads=self.threads,
+            request_window=self.request_window,
+            group=self.group,
+        )
+        try:
+            self.send(hello)
+        except ClientDisconnected:
+            return EXIT_OK, True
+        logger.debug("daemon %r (generation %d) ready", self.group, self.generation)
+        events = self.events
+        while True:
+            event = events.get()
+            if event == _RETIRE:
+                logger.info("SIGUSR1: asking the front to replace this process")
+                self._send_quietly(wire.encode_retire(wire.RetireReason.SIGNAL))
+            elif event == _DRAINED:
+                logger.debug("drained; exiting")
+                return EXIT_OK, False
+            elif event == _TERM:
+                self._abort_all()
+                return EXIT_OK, True
+            elif event == _EOF:
+                # Nothing open can be answered any more.
+                return EXIT_OK, True
+            elif event == _BROKEN:
+                logger.error(
+                    "the front broke the wire protocol (%s); exiting", self._protocol_error
+                )
+                return EXIT_PROTOCOL_ERROR, True
+
+    def _abort_all(self) -> None:
+        """SIGTERM: end every open stream with RESPONSE_ABORT(SHUTDOWN), best effort."""
+        frames = []
+        for stream in list(self.streams.values()):
+            if not stream.ended:
+                stream.ended = True
+                frames.append(wire.encode_response_abort(stream.id, wire.AbortReason.SHUTDOWN))
+        self.streams.clear()
+        if not frames:
+            return
+        logger.warning("SIGTERM: abandoning %d request(s) in flight", len(frames))
+        self._out.extend(frames)
+        # A writer stuck in sendall (a front that stopped reading) keeps the lock.
+        if self._writing.acquire(timeout=1.0):
+            self.sock.settimeout(1.0)
+            try:
+                self._flush()
+            except ClientDisconnected:
+                pass
+
+    # -- any thread: frames out --------------------------------------------------------
+    # Whoever adds a frame while nobody is writing becomes the writer and writes every
+    # frame queued until none is left; the others return at once. So a worker never
+    # sleeps on a lock to send, and frames queued meanwhile go out in one sendall.
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` and write out the queue unless another thread is at it."""
+        if self.broken:
+            raise ClientDisconnected("the front is gone")
+        self._out.append(frame)
+        if self._writing.acquire(False):
+            self._flush()
+
+    def send_parts(self, header: bytes, data: bytes | memoryview) -> None:
+        """``send(header + data)`` without copying ``data``."""
+        if self.broken:
+            raise ClientDisconnected("the front is gone")
+        self._out.extend((header, data))  # one step: nothing can land between the two
+        if self._writing.acquire(False):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the queue out (``_writing`` held; released here)."""
+        out = self._out
+        sock = self.sock
+        try:
+            while True:
+                while out:
+                    # Appends go to the end meanwhile; only what was taken is deleted.
+                    batch = out[:]
+                    del out[: len(batch)]
+                    if len(batch) == 1:
+                        sock.sendall(batch[0])
+                    elif sum(len(b) for b in batch) <= _COPY_LIMIT:
+                        sock.sendall(b"".join(batch))
+                    else:
+                        _sendmsg_all(sock, batch)
+                self._writing.release()
+                # A frame queued after the last look, by a thread that found the lock
+                # taken, is ours to write, unless another writer took over already.
+                if not out or not self._writing.acquire(False):
+                    return
+        except OSError as exc:
+            self.broken = True
+            out.clear()
+            self._writing.release()
+            raise ClientDisconnected(f"the front is gone: {exc}") from exc
+
+    def _send_quietly(self, frame: bytes) -> None:
+        # Connection frames: if the front is gone, the reader sees the end of input.
+        try:
+            self.send(frame)
+        except ClientDisconnected:
+            pass
+
+    # -- reader thread -----------------------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            self._read_frames()
+        except ProtocolError as exc:
+            self._protocol_error = exc
+            self.events.put(_BROKEN)
+            return
+        except OSError:
+            pass
+        except BaseException:
+            logger.exception("the daemon's reader thread failed")
+        self.events.put(_EOF)
+
+    def _read_frames(self) -> None:
+        recv = self.sock.recv
+        feed = wire.FrameDecoder(sent_by=wire.Side.FRONT).feed
+        streams = self.streams
+        while True:
+            data = recv(_RECV_SIZE)
+            if not data:
+                return
+            # The frames of every request first, in the order of how often they come.
+            for frame in feed(data):
+                if isinstance(frame, wire.Request):
+                    self._on_request(frame)
+                elif isinstance(frame, wire.Window):
+                    stream = streams.get(frame.stream_id)
+                    if stream is not None:
+                        stream.on_window(frame.increment)
+                elif isinstance(frame, wire.Body):
+                    stream = streams.get(frame.stream_id)
+                    if stream is not None:
+                        stream.on_body(frame.data)
+                else:
+                    self._on_other(frame)
+
+    def _on_request(self, frame: wire.Request) -> None:
+        stream_id = frame.stream_id
+        if self.draining:
+            # Never seen by the application: the front may send it elsewhere.
+            self._send_quietly(wire.encode_response_abort(stream_id, wire.AbortReason.REFUSED))
+            return
+        if stream_id in self.streams:
+            raise ProtocolError(f"REQUEST on stream {stream_id}, which is still open")
+        stream = _Stream(self, frame)
+        self.streams[stream_id] = stream
+        with self._jobs_lock:
+            self.jobs += 1
+        assert self._pool is not None
+        self._pool.submit(self._serve, stream, None)
+
+    def _on_other(self, frame: wire.Frame) -> None:
+        if isinstance(frame, wire.BodyEnd):
+            stream = self.streams.get(frame.stream_id)
+            if stream is not None:
+                stream.on_body_end()
+        elif isinstance(frame, wire.Cancel):
+            stream = self.streams.get(frame.stream_id)
+            if stream is not None:
+                stream.on_cancel()
+        elif isinstance(frame, wire.BodyError):
+            stream = self.streams.get(frame.stream_id)
+            if stream is not None:
+                stream.on_body_error(frame.reason, frame.detail)
+        elif isinstance(frame, wire.Ping):
+            self._send_quietly(wire.encode_pong(frame.value))
+        elif isinstance(frame, wire.Drain):
+            with self._jobs_lock:
+                self.draining = True
+                idle = self.jobs == 0
+            logger.debug("DRAIN with %d request(s) in flight", len(self.streams))
+            if idle:
+                self.events.put(_DRAINED)
+        # PONG: nothing asked for it; the decoder has rejected every other type.
+
+    # -- worker threads ----------------------------------------------------------------
+
+    def _serve(self, stream: _Stream, _: object) -> None:
+        try:
+            environ = self._environ(stream)
+            if environ is not None:
+                call_application(self.app, environ, stream)
+        finally:
+            try:
+                if not stream.ended:  # every stream ends, whatever the application did
+                    stream.abort()
+            finally:
+                with self._jobs_lock:
+                    self.jobs -= 1
+                    drained = self.draining and self.jobs == 0
+                if drained:
+                    self.events.put(_DRAINED)
+
+    def _environ(self, stream: _Stream) -> Environ | None:
+        try:
+            # The REQUEST carries the SCRIPT_NAME: the front's mount point, per request.
+            environ = build_environ(stream, self._base, stream.script_name)
+            if self._trust is not None:
+                self._trust.apply(environ)
+        except Exception:
+            logger.exception("cannot build the environ of %s %r", stream.method, stream.path)
+            stream.send_error("500 Internal Server Error", b"Internal Server Error\n")
+            return None
+        return environ
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def command(
+    *,
+    fd: int,
+    group: str,
+    generation: int,
+    threads: int,
+    app: str,
+    callable: str = "application",
+    forwarded_allow_ips: str = "127.0.0.1,::1",
+    log_level: str = "info",
+    multiprocess: bool = True,
+    request_window: int = DEFAULT_REQUEST_WINDOW,
+) -> list[str]:
+    """The argv that starts a daemon process on the inherited socket ``fd`` (pass it in
+    ``pass_fds``). ``app`` is an absolute script path or ``package.module:attr``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "asyncwsgi.daemon.process",
+        "--fd",
+        str(fd),
+        "--group",
+        group,
+        "--generation",
+        str(generation),
+        "--threads",
+        str(threads),
+        "--callable",
+        callable,
+        "--forwarded-allow-ips",
+        forwarded_allow_ips,
+        "--log-level",
+        log_level,
+        "--request-window",
+        str(request_window),
+    ]
+    if multiprocess:
+        argv.append("--multiprocess")
+    argv += ["--", app]
+    return argv
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= _U32_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1..{_U32_MAX}, not {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncwsgi.daemon.process",
+        description="An asyncwsgi daemon process (started by the server, not by hand).",
+    )
+    parser.add_argument("--fd", type=int, required=True, help="connected AF_UNIX socket")
+    parser.add_argument("--group", required=True, help="process group name")
+    parser.add_argument("--generation", type=int, required=True)
+    parser.add_argument("--threads", type=_positive, required=True)
+    parser.add_argument("--callable", default="application")
+    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1,::1")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["critical", "error", "warning", "info", "debug"],
+    )
+    parser.add_argument("--multiprocess", action="store_true")
+    parser.add_argument("--request-window", type=_positive, default=DEFAULT_REQUEST_WINDOW)
+    parser.add_argument("app", help="absolute script path or package.module:attr")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    # As asyncwsgi.cli.setup_logging, whose room this module may not enter.
+    error = logging.getLogger("asyncwsgi.error")
+    if not error.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        )
+        error.addHandler(handler)
+        error.propagate = False
+    error.setLevel(level.upper())
+
+
+def _load(target: str, callable_name: str) -> WSGIApplication:
+    if is_script_path(target):
+        return load_script(target, callable_name)[1]
+    return load_target(target, callable_name)
+
+
+def _exit_now(status: int) -> None:
+    """Exit without waiting for threads still running application code."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # First, so that `pgrep -f 'asyncwsgi: daemon NAME'` finds the process while it boots.
+    setproctitle.setproctitle(f"asyncwsgi: daemon {args.group}")
+    # A terminal's Ctrl-C reaches the whole process group; the front stops daemons itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    events: SimpleQueue[str] = SimpleQueue()
+
+    def enqueue(signum: int, frame: FrameType | None) -> None:
+        events.put(_TERM if signum == signal.SIGTERM else _RETIRE)
+
+    # SIGUSR1 would kill the process by default; during the import it waits in the queue.
+    signal.signal(signal.SIGUSR1, enqueue)
+    _setup_logging(args.log_level)
+    sock = socket.socket(fileno=args.fd)
+    # Subprocesses the application starts must not hold the front's connection open.
+    os.set_inheritable(args.fd, False)
+    sock.setblocking(True)
+    try:
+        app = _load(args.app, args.callable)
+    except ScriptLoadError as exc:
+        cause = exc.__cause__
+        logger.error(
+            "daemon %r: %s",
+            args.group,
+            exc,
+            exc_info=(type(cause), cause, cause.__traceback__) if cause is not None else None,
+        )
+        return EXIT_BOOT_FAILED
+    # Until now SIGTERM kept its default action: stopping in the middle of an import has
+    # nothing to clean up, while a handler's exception would pass for a broken script.
+    signal.signal(signal.SIGTERM, enqueue)
+    daemon = _Daemon(
+        sock,
+        app,
+        events,
+        group=args.group,
+        generation=args.generation,
+        threads=args.threads,
+        request_window=args.request_window,
+        multiprocess=args.multiprocess,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    status, at_once = daemon.run()
+    if at_once:
+        _exit_now(status)
+    # Drained: nothing is running, so leave normally (atexit handlers run); a SIGTERM
+    # from here on stops the process even if an application thread holds it up.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
