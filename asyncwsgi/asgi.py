@@ -37,6 +37,7 @@ from urllib.parse import unquote_to_bytes
 import anyio
 import anyio.lowlevel
 
+from asyncwsgi.daemon.front import DaemonRunner
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, ConfigError, ScriptLoadError
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
@@ -769,6 +770,298 @@ class _Exchange:
 
 
 # --------------------------------------------------------------------------------------
+# Daemon mode: the request goes to a daemon process group, answered on the loop
+# --------------------------------------------------------------------------------------
+# Everything in this section runs on the host's (asyncio) event loop. The daemon front
+# (asyncwsgi.daemon.front) drives these two objects through the same loop-side calls it
+# makes on the HTTP server's exchanges.
+
+_DAEMON_OPTIONS = {
+    "processes": int,
+    "threads": int,
+    "group": str,
+    "graceful_timeout": float,
+    "shutdown_timeout": float,
+    "maximum_requests": int,
+    "maximum_requests_jitter": int,
+    "restart_interval": float,
+    "request_timeout": float,
+    "log_level": str,
+}
+
+
+def daemon_settings(daemon: object, threads: int) -> dict[str, Any]:
+    """Validate WSGIApp's ``daemon=``: True, a number of processes, or a mapping of
+    process-group settings (the names of the server's daemon options)."""
+    if daemon is True:
+        options: dict[str, Any] = {}
+    elif isinstance(daemon, int) and not isinstance(daemon, bool):
+        options = {"processes": daemon}
+    elif isinstance(daemon, dict):
+        options = dict(daemon)
+    else:
+        raise ConfigError(
+            "daemon: pass True, a number of processes, or a dict of process-group settings "
+            f"({', '.join(_DAEMON_OPTIONS)})"
+        )
+    unknown = sorted(set(options) - set(_DAEMON_OPTIONS))
+    if unknown:
+        raise ConfigError(f"daemon: unknown setting {unknown[0]!r}")
+    settings: dict[str, Any] = {
+        "processes": 1,
+        "threads": threads,
+        "group": "wsgiapp",
+        "graceful_timeout": 30.0,
+        "shutdown_timeout": 5.0,
+        "maximum_requests": 0,
+        "maximum_requests_jitter": -1,
+        "restart_interval": 0.0,
+        "request_timeout": 0.0,
+        "log_level": "info",
+    }
+    for name, value in options.items():
+        kind = _DAEMON_OPTIONS[name]
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if isinstance(value, bool) or not ok:
+            raise ConfigError(f"daemon: {name} must be {kind.__name__}, not {value!r}")
+        if kind is not str and value < (-1 if name == "maximum_requests_jitter" else 0):
+            raise ConfigError(f"daemon: {name} must not be negative")
+        settings[name] = value
+    for name in ("processes", "threads"):
+        if settings[name] < 1:
+            raise ConfigError(f"daemon: {name} must be at least 1")
+    return settings
+
+
+class _FrontBody:
+    """The request body, read from ``receive()`` only as fast as the daemon takes it."""
+
+    def __init__(self, front: _FrontExchange, expect_continue: bool) -> None:
+        self._front = front
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._expect_continue = expect_continue
+        self.error: BaseException | None = None
+        self.eof = False
+        self.listener: Callable[[], None] | None = None
+        self.room = asyncio.Event()  # set while the buffer has room for more
+        self.room.set()
+        self.go = asyncio.Event()  # set once the body may be read (100-continue)
+        if not expect_continue:
+            self.go.set()
+
+    @property
+    def buffered(self) -> int:
+        return self._size
+
+    @property
+    def continue_pending(self) -> bool:
+        return self._expect_continue
+
+    def send_continue(self) -> None:
+        # ASGI hosts send "100 Continue" themselves on the first receive().
+        self._expect_continue = False
+        self.go.set()
+
+    def take(self, limit: int) -> bytes:
+        chunks = self._chunks
+        if not chunks or limit <= 0:
+            return b""
+        if limit >= self._size:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+        else:
+            first = chunks[0]
+            if len(first) <= limit:
+                data = chunks.popleft()
+            else:
+                data = first[:limit]
+                chunks[0] = first[limit:]
+        self._size -= len(data)
+        if self._size < _BODY_BUFFER:
+            self.room.set()
+        return data
+
+    def feed(self, data: bytes, more: bool) -> None:
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+            if self._size >= _BODY_BUFFER:
+                self.room.clear()
+        if not more:
+            self.eof = True
+        self._poke()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.eof and self.error is None:
+            self.error = exc
+            self._poke()
+
+    def _poke(self) -> None:
+        if self.listener is not None:
+            self.listener()
+
+
+class _FrontExchange:
+    """One ASGI request for the daemon front: loop-side calls become ASGI messages."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path = request_path(scope)
+        self.query: bytes = scope.get("query_string") or b""
+        self.http_version: str = scope.get("http_version") or "1.1"
+        self.headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        self.client: tuple[str, int] | None = scope.get("client")
+        server = scope.get("server")
+        self.server: tuple[str, int] | None = server if server and server[1] is not None else None
+        self.scheme: str = scope.get("scheme") or "http"
+        self.script_name = script_name_of(scope)
+        self.body: _FrontBody | None = None
+        self.body_length = 0
+        if _expects_body(self.headers, self.http_version):
+            self.body_length = -1
+            for name, value in self.headers:
+                if name == b"content-length" and value.strip().isdigit():
+                    self.body_length = int(value)
+            self.body = _FrontBody(self, _expects_continue(self.headers))
+        self.listener: Callable[[], None] | None = None
+        self.finished = False  # the last message is queued
+        self.disconnected = False
+        self._send = send
+        self._outbox: deque[Message | None] = deque()
+        self._queued = 0
+        self._head = False
+        self._allowed = True
+        self._length_left = -1
+        self._wake = asyncio.Event()
+        self.done = asyncio.Event()
+
+    @property
+    def head_sent(self) -> bool:
+        return self._head
+
+    @property
+    def writable(self) -> bool:
+        return not self.disconnected and self._queued < _WRITE_BUFFER
+
+    def loop_respond(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        final: bool,
+        body_length: int = -1,
+    ) -> None:
+        if self._head:
+            raise RuntimeError("response head already sent")
+        if final and body_length < 0:
+            body_length = len(body)
+        try:
+            start, self._length_left, self._allowed = response_start(
+                status, headers, is_head=self.method == "HEAD", body_length=body_length
+            )
+        except ValueError as exc:
+            logger.error("bad response from the daemon for %s: %s", self.method, exc)
+            self.loop_send_error("500 Internal Server Error", _ERROR_500)
+            return
+        self._head = True
+        self._queue(start)
+        self.loop_write(body, final=final)
+
+    def loop_write(self, data: bytes, *, final: bool = False) -> None:
+        if not self._allowed:
+            data = b""
+        elif self._length_left >= 0:
+            data = data[: self._length_left]
+            self._length_left -= len(data)
+        if data or final:
+            self._queue({"type": "http.response.body", "body": data, "more_body": not final})
+        if final:
+            self.finished = True
+
+    def loop_send_error(self, status: str, message: bytes) -> None:
+        if self._head:
+            self.loop_abort()
+            return
+        self.loop_respond(
+            status, [("Content-Type", "text/plain; charset=utf-8")], message, final=True
+        )
+
+    def loop_abort(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self._outbox.append(None)
+            self._wake.set()
+
+    def _queue(self, message: Message) -> None:
+        if self.disconnected:
+            return
+        self._outbox.append(message)
+        self._queued += len(message.get("body", b"")) + _MESSAGE_COST
+        self._wake.set()
+
+    def lost(self) -> None:
+        if not self.disconnected:
+            self.disconnected = True
+            if self.body is not None:
+                self.body.fail(ClientDisconnected("client disconnected"))
+            self._wake.set()
+            if self.listener is not None:
+                self.listener()
+
+    async def pump(self) -> None:
+        """Send what is queued until the response is complete, aborted or abandoned."""
+        outbox = self._outbox
+        try:
+            while True:
+                while outbox:
+                    message = outbox.popleft()
+                    if message is None:
+                        raise ClientDisconnected("the response could not be completed")
+                    await self._send(message)
+                    before = self._queued
+                    self._queued -= len(message.get("body", b"")) + _MESSAGE_COST
+                    if message["type"] == "http.response.body" and not message["more_body"]:
+                        return
+                    if before >= _WRITE_BUFFER > self._queued and self.listener is not None:
+                        self.listener()
+                if self.disconnected:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        except OSError:
+            self.lost()
+        finally:
+            self.done.set()
+
+    async def receive_loop(self, receive: Receive) -> None:
+        """Feed the body as the daemon takes it, then watch for the client leaving."""
+        body = self.body
+        try:
+            if body is not None:
+                await body.go.wait()
+                while not body.eof and not self.disconnected:
+                    await body.room.wait()
+                    message = await receive()
+                    kind = message.get("type")
+                    if kind == "http.request":
+                        body.feed(message.get("body", b""), bool(message.get("more_body")))
+                    elif kind == "http.disconnect":
+                        self.lost()
+                        return
+            while not self.done.is_set():
+                message = await receive()
+                if message.get("type") == "http.disconnect":
+                    self.lost()
+                    return
+        except Exception as exc:
+            logger.debug("receive() failed for %s: %r", self.scope.get("path"), exc)
+            self.lost()
+
+
+# --------------------------------------------------------------------------------------
 # The application
 # --------------------------------------------------------------------------------------
 
@@ -791,11 +1084,6 @@ class WSGIApp:
         callable: str = "application",
         daemon: object = None,
     ) -> None:
-        if daemon is not None:
-            raise ConfigError(
-                "daemon mode is not available yet in WSGIApp: pass daemon=None to run the "
-                "application in this process's thread pool"
-            )
         if not isinstance(script_reloading, bool):
             raise ConfigError("script_reloading: must be True or False")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -803,6 +1091,35 @@ class WSGIApp:
         if not isinstance(callable, str) or not callable.isidentifier():
             raise ConfigError(f"callable: {callable!r} is not a Python identifier")
         self.threads = threads
+        # The host may run several worker processes that we cannot see: say so.
+        self._base = base_environ(file_wrapper=FileWrapper, multiprocess=True)
+        self._pool: ThreadPool | None = None
+        self._busy: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asyncio_link: _AsyncioLink | None = None
+        self._anyio_links: dict[int, tuple[object, _AnyioLink]] = {}
+        self.source: AppSource
+        self._daemons: DaemonRunner | None = None
+        self._daemons_started: asyncio.Future[None] | None = None
+        if daemon is not None and daemon is not False:
+            settings = daemon_settings(daemon, threads)
+            if not isinstance(app, (str, os.PathLike)) or not os.fspath(app):
+                raise ConfigError(
+                    "app: a daemon group imports the application in other processes, so it "
+                    "needs a script path or 'module:attr', not a callable"
+                )
+            target = os.fspath(app)
+            if is_script_path(target) and not os.path.isfile(target):
+                raise ConfigError(f"app: no such script file {target!r}")
+            self._daemons = DaemonRunner(
+                app=target,
+                callable_name=callable,
+                script_reloading=script_reloading,
+                forwarded_allow_ips="",
+                **settings,
+            )
+            self.source = StaticSource(_no_app)
+            return
         source: AppSource
         if isinstance(app, (str, os.PathLike)):
             target = os.fspath(app)
@@ -816,14 +1133,7 @@ class WSGIApp:
             source = StaticSource(app)
         else:
             raise ConfigError("app: must be a path, 'module:attr' or a WSGI callable")
-        self.source: AppSource = source
-        # The host may run several worker processes that we cannot see: say so.
-        self._base = base_environ(file_wrapper=FileWrapper, multiprocess=True)
-        self._pool: ThreadPool | None = None
-        self._busy: set[int] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._asyncio_link: _AsyncioLink | None = None
-        self._anyio_links: dict[int, tuple[object, _AnyioLink]] = {}
+        self.source = source
 
     @property
     def busy_threads(self) -> int:
@@ -848,7 +1158,9 @@ class WSGIApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
+        if kind == "http" and self._daemons is not None:
+            await self._http_daemon(scope, receive, send)
+        elif kind == "http":
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not asyncio: trio, through anyio
@@ -897,6 +1209,51 @@ class WSGIApp:
         if error is not None:
             raise error
 
+    async def _http_daemon(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runner = self._daemons
+        assert runner is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "WSGIApp(daemon=...) runs its process group on an asyncio event loop; "
+                "this host runs trio"
+            ) from None
+        await self._start_daemons()
+        exchange = _FrontExchange(scope, send)
+        receiver = loop.create_task(exchange.receive_loop(receive))
+        try:
+            runner.submit(exchange)
+            await exchange.pump()
+        finally:
+            receiver.cancel()
+            if not exchange.finished:
+                # Cancelled by the host, or send() failed: the daemon's thread must hear.
+                exchange.lost()
+
+    async def _start_daemons(self) -> None:
+        started = self._daemons_started
+        if started is None:
+            started = self._daemons_started = asyncio.get_running_loop().create_future()
+            runner = self._daemons
+            assert runner is not None
+            try:
+                await runner.start()
+            except BaseException as exc:
+                self._daemons_started = None
+                started.set_exception(exc)
+                started.exception()  # retrieved: later requests try again
+                raise
+            started.set_result(None)
+        await asyncio.shield(started)
+
+    async def aclose(self) -> None:
+        """Stop the daemon process group (daemon mode) gracefully."""
+        runner, started = self._daemons, self._daemons_started
+        if runner is not None and started is not None:
+            self._daemons_started = None
+            await runner.close()
+
     def _submit(self, exchange: _Exchange) -> None:
         pool = self._pool
         if pool is None:
@@ -913,7 +1270,9 @@ class WSGIApp:
             kind = message.get("type")
             if kind == "lifespan.startup":
                 try:
-                    if self._pool is None:
+                    if self._daemons is not None:
+                        await self._start_daemons()
+                    elif self._pool is None:
                         self._start_pool()
                 except Exception as exc:
                     logger.exception("WSGIApp could not start its worker threads")
@@ -921,6 +1280,8 @@ class WSGIApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
+                if self._daemons is not None:
+                    await self.aclose()
                 # Joining threads blocks: do it off the loop.
                 await anyio.to_thread.run_sync(self.close)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -957,6 +1318,10 @@ class WSGIApp:
                 # Whatever happened, the loop side must not wait for this request forever.
                 exchange.abort()
             busy.discard(ident)
+
+
+def _no_app(environ: Environ, start_response: Any) -> list[bytes]:  # pragma: no cover
+    raise RuntimeError("daemon mode: the application runs in the daemon processes")
 
 
 def _asyncio_spawn(fn: Callable[[Receive], Coroutine[Any, Any, None]], arg: Receive) -> Any:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncwsgi.config import BindAddress, Config
+from asyncwsgi.daemon.control import ControlError, ControlServer, resolve_control_path
 from asyncwsgi.daemon.front import DaemonRunner
 from asyncwsgi.daemon.pool import ProcessGroup, Worker, WorkerState
 from asyncwsgi.errors import ConfigError
@@ -250,6 +251,55 @@ class Server:
         self.addresses: list[str] = []
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.stop = asyncio.Event()
+        self.control: ControlServer | None = None
+
+    def reload(self, group: str | None) -> str:
+        """The control command: restart the daemon group, or re-import the script."""
+        if self.daemons is not None:
+            daemons = self.daemons
+            name = daemons.group.name
+            return _reload_answer(
+                {name: lambda: daemons.restart("reload requested on the control socket")},
+                group,
+            )
+        source = self.source
+        assert source is not None
+
+        def force() -> None:
+            logger.info("reload requested on the control socket; the next request re-imports")
+            source.force_reload()
+
+        return _reload_answer({"embedded": force}, group)
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "pid": os.getpid(),
+            "mode": self.config.mode,
+            "app": str(self.config.app),
+            "requests": self.state.requests,
+            "connections": len(self.state.connections),
+            "addresses": self.addresses,
+        }
+        if self.daemons is not None:
+            group = self.daemons.group
+            info["groups"] = {
+                group.name: {
+                    "generation": group.generation,
+                    "failed": group.failed,
+                    "restarts": group.restarts,
+                    "queued": len(self.daemons.queue),
+                    "processes": [
+                        {
+                            "pid": w.pid,
+                            "generation": w.generation,
+                            "state": w.state.value,
+                            "requests": w.requests,
+                        }
+                        for w in group.workers
+                    ],
+                }
+            }
+        return info
 
     async def start(self) -> None:
         if self.daemons is not None:
@@ -265,6 +315,7 @@ class Server:
             listener.start()
             self.listeners.append(listener)
             self.addresses.append(describe(sock, address, tls=self.ssl is not None))
+        self.control = await open_control(self.config, self.reload, self.status)
 
     # -- signals -----------------------------------------------------------------------
 
@@ -306,6 +357,8 @@ class Server:
     # -- shutdown ----------------------------------------------------------------------
 
     async def shutdown(self) -> None:
+        if self.control is not None:
+            await self.control.close()
         for listener in self.listeners:
             listener.close()
         state = self.state
@@ -341,6 +394,53 @@ class Server:
         logger.info(
             "stopped after %d request(s); %d stat(s) of the WSGI script", state.requests, stats
         )
+
+
+async def open_control(
+    config: Config, reload: Callable[[str | None], str], status: Callable[[], dict[str, Any]]
+) -> ControlServer | None:
+    """The control socket ``python -m asyncwsgi reload`` talks to, if one is wanted.
+
+    ``reload(group)`` restarts one group (every group for None) and returns the answer;
+    an explicit path that cannot be used is a ``ConfigError``, the default place a warning.
+    """
+    try:
+        path = resolve_control_path(config.control_socket)
+    except ControlError as exc:
+        logger.warning("no control socket: %s", exc)
+        return None
+    if path is None:
+        return None
+
+    async def handle(words: list[str]) -> str:
+        command, args = words[0], words[1:]
+        if command == "reload" and len(args) <= 1:
+            return reload(args[0] if args else None)
+        if command == "status" and not args:
+            return "ok " + json.dumps(status(), sort_keys=True)
+        return f"error unknown command {' '.join(words)!r} (commands: reload [GROUP], status)"
+
+    server = ControlServer(path, handle)
+    try:
+        await server.start()
+    except ControlError as exc:
+        if config.control_socket:
+            raise ConfigError(f"control_socket: {exc}") from exc
+        logger.warning("no control socket: %s", exc)
+        return None
+    logger.info("control socket: %s (python -m asyncwsgi reload [GROUP])", path)
+    return server
+
+
+def _reload_answer(groups: dict[str, Callable[[], None]], group: str | None) -> str:
+    if group is None:
+        for restart in groups.values():
+            restart()
+        return "ok reloading " + " ".join(groups)
+    if group not in groups:
+        return f"error no process group named {group!r} (groups: {', '.join(groups)})"
+    groups[group]()
+    return f"ok reloading {group}"
 
 
 # --------------------------------------------------------------------------------------
@@ -436,6 +536,22 @@ class Supervisor:
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.stop = asyncio.Event()
         self.group: ProcessGroup | None = None
+        self.control: ControlServer | None = None
+
+    def reload(self, group: str | None) -> str:
+        return _reload_answer({"embedded": lambda: self.send_all(signal.SIGHUP)}, group)
+
+    def status(self) -> dict[str, Any]:
+        group = self.group
+        return {
+            "pid": os.getpid(),
+            "mode": "embedded",
+            "app": str(self.config.app),
+            "addresses": self.addresses,
+            "copies": [
+                {"pid": w.pid, "state": w.state.value} for w in (group.workers if group else [])
+            ],
+        }
 
     async def start(self) -> None:
         binds = systemd_sockets() or list(self.config.bind)
@@ -468,6 +584,7 @@ class Supervisor:
             shutdown_timeout=self.config.shutdown_timeout,
         )
         await self.group.start()
+        self.control = await open_control(self.config, self.reload, self.status)
 
     async def dispatch_signals(self) -> None:
         while True:
@@ -487,6 +604,8 @@ class Supervisor:
                     worker.process.send_signal(signum)
 
     async def shutdown(self) -> None:
+        if self.control is not None:
+            await self.control.close()
         if self.group is not None:
             await self.group.close()
         for sock in self.sockets:

@@ -208,9 +208,24 @@ async def chunked(data: bytes, sizes: list[int]) -> AsyncIterator[bytes]:
 # -- construction --------------------------------------------------------------------------
 
 
-def test_daemon_mode_is_refused_clearly() -> None:
-    with pytest.raises(ConfigError, match="daemon mode is not available yet"):
+def test_daemon_mode_needs_an_importable_application() -> None:
+    with pytest.raises(ConfigError, match="not a callable"):
         WSGIApp(apps.application, daemon={"processes": 2, "threads": 8})
+
+
+@pytest.mark.parametrize(
+    ("daemon", "match"),
+    [
+        ({"processes": 0}, "processes must be at least 1"),
+        ({"procesess": 2}, "unknown setting 'procesess'"),
+        ({"threads": "8"}, "threads must be int"),
+        ({"graceful_timeout": -1}, "must not be negative"),
+        ("yes", "pass True, a number of processes"),
+    ],
+)
+def test_bad_daemon_settings_are_named(daemon: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        WSGIApp("asgi_wsgi_apps:application", daemon=daemon)
 
 
 @pytest.mark.parametrize(

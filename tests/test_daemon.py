@@ -179,10 +179,9 @@ def make_script(directory: Path, version: str = "v1") -> Path:
     return script
 
 
-# The daemon front cannot attach its daemon connections under uvloop (the default loop
-# where it is installed): see test_daemon_mode_under_the_default_loop. Until that is
-# fixed, every other test here runs the front on the standard asyncio loop.
-LOOP = ("--loop", "asyncio")
+# The default loop (uvloop where installed); test_daemon_mode_under_the_default_loop
+# checks uvloop explicitly.
+LOOP: tuple[str, ...] = ()
 
 
 def daemon_args(processes: int, threads: int, *more: str) -> tuple[str, ...]:
@@ -783,12 +782,6 @@ def test_rolling_restart_under_keep_alive_load(
     assert gap < 1.0, f"longest gap without a response: {gap:.3f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pool.py _reconcile spawns the next replacement as soon as the replaced process "
-    "is told to drain (RETIRING is not counted as live), so a process still finishing its "
-    "requests, the next replacement and the group's others run together: processes + 2",
-)
 def test_a_replaced_process_exits_before_the_next_replacement_starts(
     start_server: Any, tmp_path: Path
 ) -> None:
@@ -814,13 +807,6 @@ def test_a_replaced_process_exits_before_the_next_replacement_starts(
     assert sampler.most <= 3, [sorted(s) for _, s in sampler.samples]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="front.py:294 DaemonLink.connection_made asserts isinstance(transport, "
-    "asyncio.Transport); uvloop's UnixTransport is not one, so no daemon connection is ever "
-    "attached, every daemon 'dies while starting' and the server exits 1",
-)
 def test_daemon_mode_under_the_default_loop(start_server: Any, tmp_path: Path) -> None:
     """uvloop is the default loop where it is installed; daemon mode must work on it."""
     pytest.importorskip("uvloop")
@@ -1109,14 +1095,6 @@ def test_sigterm_finishes_in_flight_requests_and_stops_the_daemons(
 # ==========================================================================================
 
 
-def control_wired() -> bool:
-    try:
-        return "ControlServer" in (ROOT / "asyncwsgi" / "server.py").read_text()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not control_wired(), reason="the control socket is not wired into server.py")
 def test_reload_command_restarts_the_group(start_server: Any, tmp_path: Path) -> None:
     import tempfile
 

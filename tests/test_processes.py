@@ -108,9 +108,9 @@ def test_sigterm_stops_every_copy(start_server, tmp_path: Path) -> None:
     pids = copy_pids(server.proc.pid)
     assert server.stop() == 0
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status"
-        ).read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_a_script_that_cannot_load_stops_the_start(start_server, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.pool import ProcessGroup, Worker, WorkerState
@@ -261,7 +261,8 @@ class DaemonLink(asyncio.Protocol):
                 client=exchange.client,
                 server=exchange.server,
                 scheme=exchange.scheme,
-                script_name=self.runner.script_name,
+                # An ASGI mount says per request where it is mounted (root_path).
+                script_name=getattr(exchange, "script_name", None) or self.runner.script_name,
                 body_length=exchange.body_length if body is not None else 0,
                 expect_continue=expect,
                 body=inline,
@@ -291,8 +292,8 @@ class DaemonLink(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = transport = cast(asyncio.Transport, transport)
         pending, self._pending = self._pending, []
         if pending:
             transport.write(b"".join(pending))
@@ -314,6 +315,21 @@ class DaemonLink(asyncio.Protocol):
                 handle(frame)
             except Exception:
                 logger.exception("error handling a frame from daemon process %d", self.worker.pid)
+                stream = self.streams.get(getattr(frame, "stream_id", 0))
+                if stream is not None:
+                    # The client cannot get a sane answer now; free its place, close it.
+                    stream.answered = True
+                    if stream.exchange.head_sent:
+                        stream.exchange.loop_abort()
+                    else:
+                        _answer(stream.exchange, "502 Bad Gateway")
+                    last = isinstance(frame, (wire.ResponseEnd, wire.ResponseAbort)) or (
+                        isinstance(frame, wire.ResponseHead) and frame.final
+                    )
+                    if last:
+                        self._end(stream)
+                    else:
+                        self.send(wire.encode_cancel(stream.id))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail_all()

@@ -303,8 +303,14 @@ class ProcessGroup:
         if len(live) < self.size:
             for _ in range(self.size - len(live)):
                 self._spawn()
-        elif not starting and any(w.stale for w in live):
-            self._spawn()  # the replacement of one stale process
+        elif (
+            not starting
+            and any(w.stale for w in live)
+            # One at a time, strictly: the next replacement waits until the process the
+            # last one replaced has finished its requests and gone.
+            and not any(w.state is WorkerState.RETIRING and w.stale for w in self.workers)
+        ):
+            self._spawn()
 
     def _spawn(self) -> None:
         worker = Worker(self, self.generation)
