@@ -16,6 +16,9 @@ FORBIDDEN = {
     "http": {"wsgi", "scripts", "daemon", "server", "asgi", "cli"},
     "wsgi": {"http", "server", "daemon", "asgi", "cli"},
     "scripts": {"http", "server", "daemon", "asgi", "cli"},
+    # A daemon process runs the WSGI bridge; the pool manager and the front never see HTTP
+    # (the front reaches the HTTP layer's exchanges through a structural protocol).
+    "daemon": {"http", "server", "asgi", "cli"},
 }
 
 

@@ -86,3 +86,94 @@ async def test_boot_failure_is_an_error_at_startup(tmp_path: Path) -> None:
     await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     assert sent and sent[0]["type"] == "lifespan.startup.failed"
     assert "could not load the application" in str(sent[0]["message"])
+
+
+HOST_APP = """\
+import os
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from asyncwsgi import WSGIApp
+
+group = {"processes": 2, "threads": 2, "group": "uvhost"}
+legacy = WSGIApp(os.environ["DAEMON_TEST_SCRIPT"], daemon=group)
+app = Starlette(routes=[Mount("/legacy", app=legacy)], lifespan=None)
+"""
+
+
+def test_under_uvicorn_over_a_socket(tmp_path: Path) -> None:
+    """A real uvicorn, a Starlette mount, a daemon group of 2; reload; lifespan stops it."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    script = tmp_path / "app.wsgi"
+    write_script(script, "v1")
+    (tmp_path / "daemon_host.py").write_text(HOST_APP)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "DAEMON_TEST_SCRIPT": str(script),
+        "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)]),
+    }
+    launch = root / "tests" / "apps" / "asgi_launch.py"
+    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, str(launch), "uvicorn", str(sock.fileno()), "daemon_host:app"],
+        env=env,
+        cwd=str(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        pass_fds=(sock.fileno(),),
+    )
+    url = f"http://127.0.0.1:{port}/legacy/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "uvicorn.log").read_text()
+            try:
+                first = httpx.get(url, timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
+                time.sleep(0.05)
+        version, pid, _, script_name = first.text.split()
+        assert (version, script_name) == ("v1", "/legacy")
+        out = subprocess.run(
+            ["pgrep", "-f", "asyncwsgi: daemon uvhost"], capture_output=True, text=True
+        )
+        daemons = {int(p) for p in out.stdout.split()}
+        assert int(pid) in daemons and len(daemons) == 2
+
+        write_script(script, "v2")
+        deadline = time.monotonic() + 20
+        with httpx.Client(timeout=10) as client:
+            while True:
+                response = client.get(url)
+                assert response.status_code == 200, "no failed request during the restart"
+                if response.text.startswith("v2 "):
+                    break
+                assert time.monotonic() < deadline, response.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+        sock.close()
+    text = (tmp_path / "uvicorn.log").read_text()
+    assert "Traceback" not in text, text
+    # A Starlette mount gets no lifespan events; the daemons see the host's end of their
+    # sockets close and exit with it. Give them a moment to be reaped.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = subprocess.run(["pgrep", "-f", "asyncwsgi: daemon uvhost"], capture_output=True)
+        if not out.stdout.strip():
+            break
+        time.sleep(0.05)
+    out = subprocess.run(["pgrep", "-f", "asyncwsgi: daemon uvhost"], capture_output=True)
+    assert not out.stdout.strip(), "daemon processes outlived the host"
