@@ -1,7 +1,10 @@
 """``python -m asyncwsgi``: argument parsing and exit codes.
 
-The only module that calls ``sys.exit``. Exit codes: 0 after a clean shutdown, 1 when the
-application cannot be loaded, 2 for a bad option or setting.
+The only module that calls ``sys.exit``. Exit codes when serving: 0 after a clean
+shutdown, 1 when the application cannot be loaded, 2 for a bad option or setting. The
+``reload`` and ``status`` commands exit 0 when the server answered ``ok``, 1 when it
+answered ``error``, 2 when no server could be reached. A copy of an embedded server
+(``--processes N``) exits 3 when it cannot load the application, which the supervisor reads.
 """
 
 from __future__ import annotations
