@@ -37,6 +37,7 @@ from urllib.parse import unquote_to_bytes
 import anyio
 import anyio.lowlevel
 
+from asyncwsgi.chunks import take
 from asyncwsgi.daemon.front import DaemonRunner
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, ConfigError, ScriptLoadError
 from asyncwsgi.scripts.loader import is_script_path, load_target
@@ -412,7 +413,36 @@ class _RequestBody:
 # --------------------------------------------------------------------------------------
 
 
-class _Exchange:
+class _ScopeRequest:
+    """The request side of an exchange, from the ASGI scope (the ``RequestHead`` shape)."""
+
+    __slots__ = (
+        "client",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "query",
+        "scheme",
+        "scope",
+        "server",
+    )
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path = request_path(scope)
+        self.query: bytes = scope.get("query_string") or b""
+        self.http_version: str = scope.get("http_version") or "1.1"
+        self.headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        self.client: tuple[str, int] | None = scope.get("client")
+        server = scope.get("server")
+        # A UNIX socket reports (path, None): no port of its own, so use the Host header.
+        self.server: tuple[str, int] | None = server if server and server[1] is not None else None
+        self.scheme: str = scope.get("scheme") or "http"
+
+
+class _Exchange(_ScopeRequest):
     """One ASGI ``http`` request as the WSGI bridge sees it.
 
     The request attributes are fixed at creation. The response methods are for the one
@@ -436,32 +466,13 @@ class _Exchange:
         "_watch",
         "_writer",
         "body_allowed",
-        "client",
         "disconnected",
         "done",
         "finished",
-        "headers",
-        "http_version",
-        "method",
-        "path",
-        "query",
-        "scheme",
-        "scope",
-        "server",
     )
 
     def __init__(self, scope: Scope, link: _Link) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.path = request_path(scope)
-        self.query: bytes = scope.get("query_string") or b""
-        self.http_version: str = scope.get("http_version") or "1.1"
-        self.headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
-        self.client: tuple[str, int] | None = scope.get("client")
-        server = scope.get("server")
-        # A UNIX socket reports (path, None): no port of its own, so use the Host header.
-        self.server: tuple[str, int] | None = server if server and server[1] is not None else None
-        self.scheme: str = scope.get("scheme") or "http"
+        super().__init__(scope)
         self._link = link
         # Worker -> loop: ASGI messages to send, in order; None means "abort".
         self._outbox: deque[Message | None] = deque()
@@ -867,16 +878,7 @@ class _FrontBody:
         chunks = self._chunks
         if not chunks or limit <= 0:
             return b""
-        if limit >= self._size:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-        else:
-            first = chunks[0]
-            if len(first) <= limit:
-                data = chunks.popleft()
-            else:
-                data = first[:limit]
-                chunks[0] = first[limit:]
+        data = take(chunks, limit, self._size)
         self._size -= len(data)
         if self._size < _BODY_BUFFER:
             self.room.set()
@@ -902,20 +904,11 @@ class _FrontBody:
             self.listener()
 
 
-class _FrontExchange:
+class _FrontExchange(_ScopeRequest):
     """One ASGI request for the daemon front: loop-side calls become ASGI messages."""
 
     def __init__(self, scope: Scope, send: Send) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.path = request_path(scope)
-        self.query: bytes = scope.get("query_string") or b""
-        self.http_version: str = scope.get("http_version") or "1.1"
-        self.headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
-        self.client: tuple[str, int] | None = scope.get("client")
-        server = scope.get("server")
-        self.server: tuple[str, int] | None = server if server and server[1] is not None else None
-        self.scheme: str = scope.get("scheme") or "http"
+        super().__init__(scope)
         self.script_name = script_name_of(scope)
         self.body: _FrontBody | None = None
         self.body_length = 0

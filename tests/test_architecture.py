@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "asyncwsgi"
 # room -> rooms of the package it must never import
 FORBIDDEN = {
     "config": {"http", "wsgi", "scripts", "daemon", "server", "asgi", "cli"},
+    "chunks": {"http", "wsgi", "scripts", "daemon", "server", "asgi", "cli", "config", "errors"},
     "errors": {"http", "wsgi", "scripts", "daemon", "server", "asgi", "cli", "config"},
     "http": {"wsgi", "scripts", "daemon", "server", "asgi", "cli"},
     "wsgi": {"http", "server", "daemon", "asgi", "cli"},

@@ -36,6 +36,7 @@ from asyncwsgi.errors import (
 )
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.reloader import StatKey, stat_key
+from asyncwsgi.wsgi.types import RequestHead
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -62,26 +63,12 @@ class FrontBody(Protocol):
     def send_continue(self) -> None: ...
 
 
-class FrontExchange(Protocol):
+class FrontExchange(RequestHead, Protocol):
+    """An exchange answered on the loop (the HTTP server's, or WSGIApp's in daemon mode)."""
+
     listener: Callable[[], None] | None
     finished: bool
 
-    @property
-    def method(self) -> str: ...
-    @property
-    def path(self) -> bytes: ...
-    @property
-    def query(self) -> bytes: ...
-    @property
-    def http_version(self) -> str: ...
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]: ...
-    @property
-    def client(self) -> tuple[str, int] | None: ...
-    @property
-    def server(self) -> tuple[str, int] | None: ...
-    @property
-    def scheme(self) -> str: ...
     @property
     def body(self) -> Any: ...
     @property

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import setproctitle
 
+from asyncwsgi.chunks import take
 from asyncwsgi.daemon import wire
 from asyncwsgi.errors import (
     BadRequestBody,
@@ -232,16 +233,7 @@ class _Stream:
                 elif now >= deadline:
                     raise ClientDisconnected("timed out waiting for the request body")
                 cond.wait(deadline - now)
-            if size < 0 or size >= self._buffered:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-            else:
-                first = chunks[0]
-                if len(first) <= size:
-                    data = chunks.popleft()
-                else:
-                    data = first[:size]
-                    chunks[0] = first[size:]
+            data = take(chunks, size, self._buffered)
             self._buffered -= len(data)
             self._unacked += len(data)
             if self._unacked >= self._threshold:

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import httptools
 
+from asyncwsgi.chunks import take
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, RequestBodyTooLarge
 from asyncwsgi.http.framing import (
     CHUNKED,
@@ -139,16 +140,7 @@ class RequestBody:
             chunks = self._chunks
             if not chunks or limit <= 0:
                 return b""
-            if limit >= self._size:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-            else:
-                first = chunks[0]
-                if len(first) <= limit:
-                    data = chunks.popleft()
-                else:
-                    data = first[:limit]
-                    chunks[0] = first[limit:]
+            data = take(chunks, limit, self._size)
             self._size -= len(data)
             resume = self._paused and self._size <= self._protocol.limits.body_buffer // 2
             if resume:
@@ -196,16 +188,7 @@ class RequestBody:
                 if remaining <= 0:
                     raise ClientDisconnected("timed out waiting for the request body")
                 self._cond.wait(remaining)
-            if size < 0 or size >= self._size:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-            else:
-                first = chunks[0]
-                if len(first) <= size:
-                    data = chunks.popleft()
-                else:
-                    data = first[:size]
-                    chunks[0] = first[size:]
+            data = take(chunks, size, self._size)
             self._size -= len(data)
             if self._paused and self._size <= self._protocol.limits.body_buffer // 2:
                 self._paused = False

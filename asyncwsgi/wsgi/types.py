@@ -12,11 +12,8 @@ Environ: TypeAlias = dict[str, Any]
 WSGIApplication: TypeAlias = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
-class Exchange(Protocol):
-    """One request as the bridge sees it, and the calls that answer it.
-
-    The request attributes are read-only; the methods are called from one worker thread.
-    """
+class RequestHead(Protocol):
+    """What was asked: the request line, headers and the two ends of the connection."""
 
     @property
     def method(self) -> str: ...
@@ -34,6 +31,14 @@ class Exchange(Protocol):
     def server(self) -> tuple[str, int] | None: ...
     @property
     def scheme(self) -> str: ...
+
+
+class Exchange(RequestHead, Protocol):
+    """One request as the bridge sees it, and the calls that answer it.
+
+    The request attributes are read-only; the methods are called from one worker thread.
+    """
+
     @property
     def head_sent(self) -> bool: ...
     @property
