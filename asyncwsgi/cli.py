@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from asyncwsgi import __version__
-from asyncwsgi.config import LOG_LEVELS, LOOPS, MODES, Config
-from asyncwsgi.errors import ConfigError, ScriptLoadError
+from asyncwsgi.config import COMMAND_LINE, LOG_LEVELS, LOOPS, MODES, Config
+from asyncwsgi.errors import ConfigError, ConfigFileError, ScriptLoadError
 
 EXIT_OK = 0
 EXIT_LOAD_ERROR = 1
@@ -75,7 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "app",
         metavar="SCRIPT",
-        help="a WSGI script file (.wsgi or .py) or package.module:callable",
+        nargs="?",
+        help="a WSGI script file (.wsgi or .py) or package.module:callable (or --config)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="serve the virtual hosts and WSGIScriptAlias mounts of an Apache-style config "
+        "file (Listen, VirtualHost, WSGIDaemonProcess, ...); options given here win over it",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the --config file, print each mount's settings and where they came "
+        "from, and exit (0: fine, 2: an error)",
     )
     parser.add_argument("--version", action="version", version=f"asyncwsgi {__version__}")
     add = parser.add_argument
@@ -254,7 +267,39 @@ def config_from_args(args: argparse.Namespace) -> Config:
     }
     if args.bind:
         options["bind"] = tuple(args.bind)
-    return Config.build(app=args.app, **options)
+    if args.config is None:
+        if args.check_config:
+            raise ConfigError("--check-config: give the file to check with --config FILE")
+        if args.app is None:
+            raise ConfigError("give a WSGI script (or package.module:callable), or --config FILE")
+        return Config.build(app=args.app, **options)
+    if args.app is not None:
+        raise ConfigError(
+            f"give either a script ({args.app!r}) or --config; the config file's "
+            "WSGIScriptAlias lines name the scripts"
+        )
+    from asyncwsgi.apache import read_site
+    from asyncwsgi.config import Setting
+
+    # The command line wins over every context of the file, .htaccess included.
+    overrides: dict[str, Setting] = {
+        name: Setting(options.pop(name), COMMAND_LINE)
+        for name in ("script_reloading", "callable")
+        if name in options
+    }
+    site = read_site(args.config, overrides=overrides)
+    if "bind" not in options and site.listen:
+        options["bind"] = tuple(address for address, _ in site.listen)
+    return Config.build(site=site, **options)
+
+
+def check_config(config: Config, args: argparse.Namespace) -> None:
+    """``--check-config``: print what the config file sets up."""
+    from asyncwsgi.apache import describe_site
+
+    assert config.site is not None
+    origin = COMMAND_LINE if args.bind else "default"
+    print(describe_site(config.site, config.bind, origin), end="", flush=True)
 
 
 def setup_logging(level: str) -> None:
@@ -364,8 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        # A config file's errors read "site.conf:LINE: message", as a compiler's do.
+        prefix = "" if isinstance(exc, ConfigFileError) else "asyncwsgi: error: "
+        print(f"{prefix}{exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.check_config:
+        check_config(config, args)
+        return EXIT_OK
     setup_logging(config.log_level)
     _set_title("asyncwsgi: main")
     # Two descriptors per connection: the socket and the duplicate workers write to.

@@ -125,9 +125,14 @@ class Config:
     # The control socket ``python -m asyncwsgi reload`` talks to; "" for the default place,
     # "none" for no control socket.
     control_socket: str = ""
+    # A site read from an Apache-style config file (``--config``): virtual hosts, mounts and
+    # daemon groups. ``app`` is then empty; the mounts name the scripts.
+    site: Site | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.app, str):
+        if self.site is not None:
+            self._check_site()
+        elif isinstance(self.app, str):
             if not self.app:
                 raise ConfigError("app: give a script path or package.module:attr")
         elif not callable(self.app):
@@ -231,6 +236,25 @@ class Config:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be True or False")
 
+    def _check_site(self) -> None:
+        if not isinstance(self.site, Site):
+            raise ConfigError("site: must be a Site (read one with asyncwsgi.apache.read_site)")
+        if self.app:
+            raise ConfigError(
+                "app: give either a script or a config file; the config file's "
+                "WSGIScriptAlias lines name the scripts"
+            )
+        # Where the application runs comes from the file's WSGIDaemonProcess and
+        # WSGIProcessGroup lines; a mount point from WSGIScriptAlias.
+        for name, default in (("mode", "embedded"), ("processes", 1), ("group", "default")):
+            if getattr(self, name) != default:
+                raise ConfigError(
+                    f"{name}: not with a config file; use WSGIDaemonProcess and "
+                    "WSGIProcessGroup (or process-group= on WSGIScriptAlias) there"
+                )
+        if self.root_path:
+            raise ConfigError("root_path: not with a config file; WSGIScriptAlias gives mounts")
+
     @classmethod
     def build(cls, **options: Any) -> Config:
         known = {f.name for f in dataclasses.fields(cls)}
@@ -238,7 +262,9 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r}")
         if "app" not in options:
-            raise ConfigError("app: no application given")
+            if options.get("site") is None:
+                raise ConfigError("app: no application given")
+            options["app"] = ""
         return cls(**options)
 
     def replace(self, **options: Any) -> Config:
@@ -252,3 +278,125 @@ def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> None
             f"{name}: must be a {'non-negative' if allow_zero else 'positive'} "
             f"whole number, not {value!r}"
         )
+
+
+# --------------------------------------------------------------------------------------
+# A site: what an Apache-style config file describes (asyncwsgi.apache reads one)
+# --------------------------------------------------------------------------------------
+
+DEFAULT = "default"  # the origin of a setting nobody gave
+COMMAND_LINE = "command line"
+EMBEDDED = ""  # the process group of an application run in the server's own threads
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A value and where it was given (``site.conf:12``, ``command line``, ``default``)."""
+
+    value: Any
+    origin: str
+
+
+# The settings of one application, as the contexts give them; a layer holds those one
+# context (server, virtual host, <Directory>, .htaccess, command line) sets.
+MOUNT_DEFAULTS: dict[str, Setting] = {
+    "script_reloading": Setting(True, DEFAULT),
+    "callable": Setting("application", DEFAULT),
+    "process_group": Setting(EMBEDDED, DEFAULT),
+}
+Layer = dict[str, Setting]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DaemonGroup:
+    """A WSGIDaemonProcess line. Options left out take mod_wsgi's defaults."""
+
+    name: str
+    origin: str
+    processes: int = 1
+    threads: int = 15
+    graceful_timeout: float = 15.0
+    shutdown_timeout: float = 5.0
+    maximum_requests: int = 0
+    restart_interval: float = 0.0
+    request_timeout: float = 0.0
+    display_name: str = ""
+    given: tuple[str, ...] = ()  # the options the line gave
+    vhost: int = -1  # the <VirtualHost> it was defined in (only that one may use it); -1: any
+
+    @property
+    def title(self) -> str:
+        """The daemon processes' title: display-name= as mod_wsgi reads it."""
+        if not self.display_name:
+            return f"asyncwsgi: daemon {self.name}"
+        if self.display_name == "%{GROUP}":
+            return f"(wsgi:{self.name})"
+        return self.display_name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Mount:
+    """A WSGIScriptAlias line as one virtual host serves it."""
+
+    path: str  # the URL path, without a trailing slash ("" for "/")
+    script: str  # absolute
+    origin: str
+    # Increasing precedence: server config, <VirtualHost>, each <Directory> that holds the
+    # script (shallowest first); then .htaccess, process-group= and the command line.
+    layers: tuple[Layer, ...] = ()
+    htaccess: str = ""  # the .htaccess read for the script's folder; "" where not allowed
+    group_option: Setting | None = None  # process-group= on the WSGIScriptAlias line
+    overrides: Layer = field(default_factory=dict)  # the command line
+
+    def settings(self, htaccess: Layer | None = None) -> Layer:
+        """The effective settings, given what the script folder's .htaccess sets."""
+        result = dict(MOUNT_DEFAULTS)
+        for layer in self.layers:
+            result.update(layer)
+        if htaccess:
+            result.update(htaccess)
+        if self.group_option is not None:
+            result["process_group"] = self.group_option
+        result.update(self.overrides)
+        return result
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VirtualHost:
+    """A <VirtualHost> section: the addresses it answers on and the names it answers to."""
+
+    addresses: tuple[tuple[str, str], ...]  # (IP or "*", port or "*")
+    server_name: str
+    aliases: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    origin: str
+
+    @property
+    def label(self) -> str:
+        where = " ".join(f"{h}:{p}" for h, p in self.addresses)
+        return f"{self.server_name or '(no ServerName)'} on {where}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Site:
+    """A whole config file: listening addresses, the main server's mounts, the virtual
+    hosts and the daemon groups; ``htaccess`` holds each .htaccess as read at start."""
+
+    path: str
+    listen: tuple[tuple[BindAddress, str], ...]
+    mounts: tuple[Mount, ...]
+    vhosts: tuple[VirtualHost, ...]
+    groups: tuple[DaemonGroup, ...]
+    htaccess: dict[str, Layer] = field(default_factory=dict)
+
+    def all_mounts(self) -> list[tuple[VirtualHost | None, Mount]]:
+        found: list[tuple[VirtualHost | None, Mount]] = [(None, m) for m in self.mounts]
+        for vhost in self.vhosts:
+            found += [(vhost, m) for m in vhost.mounts]
+        return found
+
+    def group(self, name: str) -> DaemonGroup | None:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        return None

@@ -14,6 +14,10 @@ class ConfigError(AsyncWSGIError, ValueError):
     """A setting has a bad value, or an unknown setting was given."""
 
 
+class ConfigFileError(ConfigError):
+    """A line of a config file is wrong; the message starts with ``FILE:LINE:``."""
+
+
 class ScriptLoadError(AsyncWSGIError):
     """The WSGI script or module could not be loaded, or has no usable callable."""
 

@@ -33,6 +33,7 @@ from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
+from asyncwsgi.sites import SiteRunner
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.runner import WSGIRunner
@@ -200,8 +201,13 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.pool: ThreadPool | None = None
         self.daemons: DaemonRunner | None = None
-        self.runner: WSGIRunner | DaemonRunner
-        if source is None:
+        self.site: SiteRunner | None = None
+        self.runner: WSGIRunner | DaemonRunner | SiteRunner
+        if config.site is not None:
+            # Loads every embedded mount's script (ScriptLoadError) before anything listens.
+            self.runner = self.site = SiteRunner(config, config.site)
+            self.pool = self.site.pool
+        elif source is None:
             assert isinstance(config.app, str)
             self.runner = self.daemons = DaemonRunner(
                 app=config.app,
@@ -255,6 +261,10 @@ class Server:
 
     def reload(self, group: str | None) -> str:
         """The control command: restart the daemon group, or re-import the script."""
+        if self.site is not None:
+            return _reload_answer(
+                self.site.restarts("reload requested on the control socket"), group
+            )
         if self.daemons is not None:
             daemons = self.daemons
             name = daemons.group.name
@@ -280,31 +290,21 @@ class Server:
             "connections": len(self.state.connections),
             "addresses": self.addresses,
         }
-        if self.daemons is not None:
-            group = self.daemons.group
-            info["groups"] = {
-                group.name: {
-                    "generation": group.generation,
-                    "failed": group.failed,
-                    "restarts": group.restarts,
-                    "queued": len(self.daemons.queue),
-                    "processes": [
-                        {
-                            "pid": w.pid,
-                            "generation": w.generation,
-                            "state": w.state.value,
-                            "requests": w.requests,
-                        }
-                        for w in group.workers
-                    ],
-                }
-            }
+        runners = [self.daemons] if self.daemons is not None else []
+        if self.site is not None:
+            info["app"] = self.site.site.path
+            info.update(self.site.status())
+            runners = list(self.site.groups.values())
+        if runners:
+            info["groups"] = {runner.group.name: _group_status(runner) for runner in runners}
         return info
 
     async def start(self) -> None:
         if self.daemons is not None:
             # The group is READY (its application imported) before anything listens.
             await self.daemons.start()
+        if self.site is not None:
+            await self.site.start()
         binds = list(self.config.bind)
         inherited = systemd_sockets()
         if inherited:
@@ -347,6 +347,10 @@ class Server:
         self.stop.set()
 
     def handle_hup(self) -> None:
+        if self.site is not None:
+            for restart in self.site.restarts("received SIGHUP").values():
+                restart()
+            return
         if self.daemons is not None:
             self.daemons.restart("received SIGHUP")
             return
@@ -384,6 +388,8 @@ class Server:
                 logger.warning("%d worker thread(s) still busy at exit", len(stuck))
         if self.daemons is not None:
             await self.daemons.close()
+        if self.site is not None:
+            await self.site.close()
         for address in self.config.bind:
             if address.kind == "unix":
                 with contextlib.suppress(OSError):
@@ -391,9 +397,30 @@ class Server:
         stats = self.source.stat_calls if self.source is not None else 0
         if self.daemons is not None:
             stats = self.daemons.stat_calls
+        if self.site is not None:
+            stats = self.site.stat_calls
         logger.info(
             "stopped after %d request(s); %d stat(s) of the WSGI script", state.requests, stats
         )
+
+
+def _group_status(runner: DaemonRunner) -> dict[str, Any]:
+    group = runner.group
+    return {
+        "generation": group.generation,
+        "failed": group.failed,
+        "restarts": group.restarts,
+        "queued": len(runner.queue),
+        "processes": [
+            {
+                "pid": w.pid,
+                "generation": w.generation,
+                "state": w.state.value,
+                "requests": w.requests,
+            }
+            for w in group.workers
+        ],
+    }
 
 
 async def open_control(
@@ -675,7 +702,7 @@ async def serve(
     if config.mode == "embedded" and config.processes > 1:
         await _supervise(config, shutdown_trigger, ready)
         return
-    source = make_source(config) if config.mode == "embedded" else None
+    source = make_source(config) if config.mode == "embedded" and config.site is None else None
     server = Server(config, source)
     await server.start()
     installed: list[int] = []

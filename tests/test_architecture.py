@@ -20,6 +20,22 @@ FORBIDDEN = {
     # A daemon process runs the WSGI bridge; the pool manager and the front never see HTTP
     # (the front reaches the HTTP layer's exchanges through a structural protocol).
     "daemon": {"http", "server", "asgi", "cli"},
+    # Reading a config file and choosing a mount are values in, values out.
+    "apache": {"http", "wsgi", "scripts", "daemon", "server", "asgi", "cli", "routing", "sites"},
+    "routing": {
+        "http",
+        "wsgi",
+        "scripts",
+        "daemon",
+        "server",
+        "asgi",
+        "cli",
+        "apache",
+        "sites",
+        "errors",
+    },
+    # A running site wires mounts to runners; it reaches HTTP exchanges structurally.
+    "sites": {"http", "server", "asgi", "cli"},
 }
 
 

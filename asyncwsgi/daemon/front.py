@@ -463,8 +463,10 @@ class DaemonRunner:
         maximum_requests_jitter: int = -1,
         restart_interval: float = 0.0,
         request_timeout: float = 0.0,
+        title: str = "",
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
+        self.title = title
         self.script = self.app if is_script_path(app) else ""
         self.threads = threads
         self.callable_name = callable_name
@@ -506,8 +508,6 @@ class DaemonRunner:
         if self.script:
             self._stat_key = stat_key(self.script)
         await self.group.start()
-        if self.script_reloading:
-            self._stat_thread = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-stat")
         if self.request_timeout:
             self._timer = self._loop.call_later(self._timeout_interval, self._check_timeouts)
 
@@ -541,6 +541,7 @@ class DaemonRunner:
                 forwarded_allow_ips=self.forwarded_allow_ips,
                 log_level=self.log_level,
                 multiprocess=self.multiprocess,
+                title=self.title,
             )
             process = subprocess.Popen(argv, pass_fds=[back.fileno()], stdin=subprocess.DEVNULL)
         except BaseException:
@@ -572,7 +573,7 @@ class DaemonRunner:
 
     def submit(self, exchange: FrontExchange) -> None:
         if self.script_reloading:
-            self._check_script()
+            self.check_script()
         if self.group.failed:
             self._refuse(exchange)
             return
@@ -634,12 +635,17 @@ class DaemonRunner:
 
     # -- script changes ----------------------------------------------------------------
 
-    def _check_script(self) -> None:
-        # One stat per loop tick, on a helper thread; requests do not wait for it.
-        if self._tick_checked or self._stat_busy or self._stat_thread is None:
+    def check_script(self) -> None:
+        """Restart the group if the script changed: one stat per loop tick, on a helper
+        thread; requests do not wait for it. (``submit`` calls it when
+        ``script_reloading`` is on; a site's mounts decide for themselves.)"""
+        if self._tick_checked or self._stat_busy or not self.script:
             return
         loop = self._loop
-        assert loop is not None
+        if loop is None:
+            return
+        if self._stat_thread is None:
+            self._stat_thread = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-stat")
         self._tick_checked = True
         self._stat_busy = True
         loop.call_soon(self._end_tick)

@@ -784,6 +784,7 @@ def command(
     log_level: str = "info",
     multiprocess: bool = True,
     request_window: int = DEFAULT_REQUEST_WINDOW,
+    title: str = "",
 ) -> list[str]:
     """The argv that starts a daemon process on the inherited socket ``fd`` (pass it in
     ``pass_fds``). ``app`` is an absolute script path or ``package.module:attr``."""
@@ -810,6 +811,8 @@ def command(
     ]
     if multiprocess:
         argv.append("--multiprocess")
+    if title:
+        argv += ["--title", title]
     argv += ["--", app]
     return argv
 
@@ -839,6 +842,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
     )
     parser.add_argument("--multiprocess", action="store_true")
+    parser.add_argument(
+        "--title", default="", help="process title (default: asyncwsgi: daemon GROUP)"
+    )
     parser.add_argument("--request-window", type=_positive, default=DEFAULT_REQUEST_WINDOW)
     parser.add_argument("app", help="absolute script path or package.module:attr")
     return parser
@@ -877,7 +883,7 @@ def _exit_now(status: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # First, so that `pgrep -f 'asyncwsgi: daemon NAME'` finds the process while it boots.
-    setproctitle.setproctitle(f"asyncwsgi: daemon {args.group}")
+    setproctitle.setproctitle(args.title or f"asyncwsgi: daemon {args.group}")
     # A terminal's Ctrl-C reaches the whole process group; the front stops daemons itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     events: SimpleQueue[str] = SimpleQueue()

@@ -244,6 +244,7 @@ class Exchange:
         "path",
         "query",
         "scheme",
+        "script_name",
         "server",
         "started",
         "written",
@@ -285,6 +286,9 @@ class Exchange:
         self._waiter: threading.Event | None = None
         # Loop-side runners: called when the client goes away or can take more bytes.
         self.listener: Callable[[], None] | None = None
+        # Where a router mounted the request (a site's WSGIScriptAlias); None: the
+        # runner's own mount point.
+        self.script_name: str | None = None
 
     # -- worker side -------------------------------------------------------------------
 

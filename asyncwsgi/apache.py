@@ -1,0 +1,797 @@
+"""Reading the Apache httpd configuration that mod_wsgi users write.
+
+Rule: imports nothing of the package but ``config`` and ``errors``, and no asyncio. Every
+error is a ``ConfigFileError`` whose message starts with ``FILE:LINE:``.
+
+The subset read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
+``<Directory>`` with ``AllowOverride``, ``Include``/``IncludeOptional``, ``<IfModule>``
+and mod_wsgi's ``WSGIScriptAlias``, ``WSGIDaemonProcess``, ``WSGIProcessGroup``,
+``WSGICallableObject`` and ``WSGIScriptReloading``. Lines are read as Apache reads them:
+a backslash at the very end of a line continues it, a line whose first non-blank
+character is ``#`` is a comment, arguments are split on blanks and may be quoted with
+``"`` or ``'`` (``\\"`` inside a quoted argument is a quote), directive names are not case
+sensitive. Relative paths are taken from the main file's folder (Apache's ServerRoot).
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from asyncwsgi.config import (
+    COMMAND_LINE,
+    DEFAULT,
+    EMBEDDED,
+    BindAddress,
+    DaemonGroup,
+    Layer,
+    Mount,
+    Setting,
+    Site,
+    VirtualHost,
+    parse_bind,
+)
+from asyncwsgi.errors import ConfigError, ConfigFileError
+
+HTACCESS = ".htaccess"
+
+SERVER = "server config"
+VHOST = "virtual host"
+DIRECTORY = "directory"
+HTACCESS_CONTEXT = ".htaccess"
+
+_EVERYWHERE = (SERVER, VHOST, DIRECTORY, HTACCESS_CONTEXT)
+# Directive (lower case) -> the contexts Apache and mod_wsgi allow it in.
+CONTEXTS: dict[str, tuple[str, ...]] = {
+    "listen": (SERVER,),
+    "virtualhost": (SERVER,),
+    "servername": (SERVER, VHOST),
+    "serveralias": (VHOST,),
+    "directory": (SERVER, VHOST),
+    "allowoverride": (DIRECTORY,),
+    "include": (SERVER, VHOST, DIRECTORY),
+    "includeoptional": (SERVER, VHOST, DIRECTORY),
+    "ifmodule": _EVERYWHERE,
+    "wsgiscriptalias": (SERVER, VHOST),
+    "wsgidaemonprocess": (SERVER, VHOST),
+    # The override class of these three is FileInfo: .htaccess may set them.
+    "wsgiprocessgroup": _EVERYWHERE,
+    "wsgicallableobject": _EVERYWHERE,
+    "wsgiscriptreloading": _EVERYWHERE,
+}
+SECTIONS = ("virtualhost", "directory", "ifmodule")
+# The names <IfModule> knows mod_wsgi by; any other module is taken as absent.
+WSGI_MODULE_NAMES = ("mod_wsgi.c", "wsgi_module", "mod_wsgi")
+OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
+_MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass(slots=True)
+class Directive:
+    """One directive, or a section with the directives inside it."""
+
+    name: str  # as written
+    args: list[str]
+    file: str
+    line: int
+    children: list[Directive] | None = None  # a section's body
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+    @property
+    def origin(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def error(self, message: str) -> ConfigFileError:
+        return ConfigFileError(f"{self.origin}: {message}")
+
+
+# --------------------------------------------------------------------------------------
+# Lines and words
+# --------------------------------------------------------------------------------------
+
+
+def split_words(text: str) -> list[str]:
+    """Split a directive's arguments as Apache does: blanks separate, ``"`` or ``'``
+    quote (a backslash before the quote character escapes it). Raises ``ValueError``."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n:
+            return words
+        quote = text[i]
+        if quote in "\"'":
+            i += 1
+            chunk: list[str] = []
+            while i < n and text[i] != quote:
+                if text[i] == "\\" and i + 1 < n and text[i + 1] == quote:
+                    i += 1
+                chunk.append(text[i])
+                i += 1
+            if i >= n:
+                raise ValueError(f"no closing {quote} in {text.strip()!r}")
+            i += 1
+            words.append("".join(chunk))
+        else:
+            start = i
+            while i < n and text[i] not in " \t":
+                i += 1
+            words.append(text[start:i])
+
+
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each line that is not blank or a comment, with
+    continued lines joined."""
+    physical = text.splitlines()
+    i = 0
+    while i < len(physical):
+        number = i + 1
+        line = physical[i]
+        i += 1
+        while line.endswith("\\") and i < len(physical):
+            line = line[:-1] + physical[i]
+            i += 1
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield number, line
+
+
+def parse_text(text: str, file: str) -> list[Directive]:
+    """The directives of one file, sections nested; ``Include`` is not followed here."""
+    top: list[Directive] = []
+    stack: list[tuple[Directive, list[Directive]]] = []
+    for number, line in logical_lines(text):
+        body = stack[-1][1] if stack else top
+        where = f"{file}:{number}"
+        if line.startswith("</"):
+            if not line.endswith(">"):
+                raise ConfigFileError(f"{where}: {line!r}: a closing tag ends with '>'")
+            name = line[2:-1].strip()
+            if not stack:
+                raise ConfigFileError(f"{where}: </{name}> without a matching <{name}> section")
+            opened, _ = stack.pop()
+            if name.lower() != opened.key:
+                raise ConfigFileError(
+                    f"{where}: </{name}> closes <{opened.name}>, opened at {opened.origin}"
+                )
+            continue
+        if line.startswith("<"):
+            if not line.endswith(">"):
+                raise ConfigFileError(f"{where}: {line!r}: a section tag ends with '>'")
+            inner = line[1:-1].strip()
+            name, _, rest = inner.partition(" ")
+            if "\t" in name:
+                name, _, more = name.partition("\t")
+                rest = more + " " + rest
+            try:
+                args = split_words(rest)
+            except ValueError as exc:
+                raise ConfigFileError(f"{where}: {exc}") from None
+            section = Directive(name, args, file, number, [])
+            body.append(section)
+            assert section.children is not None
+            stack.append((section, section.children))
+            continue
+        name = line.replace("\t", " ").partition(" ")[0]
+        try:
+            args = split_words(line[len(name) :])
+        except ValueError as exc:
+            raise ConfigFileError(f"{where}: {exc}") from None
+        body.append(Directive(name, args, file, number))
+    if stack:
+        opened, _ = stack[-1]
+        raise ConfigFileError(f"{opened.origin}: <{opened.name}> has no </{opened.name}>")
+    return top
+
+
+def read_file(path: str, *, root: str, display: str, depth: int = 0) -> list[Directive]:
+    """Parse one file and the files it includes, in place of their Include lines."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigFileError(f"{display}: cannot read: {reason}") from None
+    return _expand(parse_text(text, display), root, depth)
+
+
+def _expand(directives: list[Directive], root: str, depth: int) -> list[Directive]:
+    result: list[Directive] = []
+    for d in directives:
+        if d.key in ("include", "includeoptional"):
+            result += _include(d, root, depth)
+            continue
+        if d.children is not None:
+            d.children = _expand(d.children, root, depth)
+        result.append(d)
+    return result
+
+
+def _include(d: Directive, root: str, depth: int) -> list[Directive]:
+    if len(d.args) != 1:
+        raise d.error(f"{d.name} takes one file, folder or wildcard pattern")
+    if depth >= _MAX_INCLUDE_DEPTH:
+        raise d.error(f"{d.name}: files include each other more than {depth} deep (a loop?)")
+    pattern = os.path.join(root, d.args[0])
+    optional = d.key == "includeoptional"
+    if glob.has_magic(pattern):
+        paths = sorted(glob.glob(pattern))
+        if not paths and not optional:
+            raise d.error(f"Include: no file matches {d.args[0]!r} (IncludeOptional allows that)")
+    elif os.path.exists(pattern):
+        paths = [pattern]
+    elif optional:
+        paths = []
+    else:
+        raise d.error(f"Include: no such file or folder {d.args[0]!r}")
+    found: list[Directive] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(folder, name)
+                    found += read_file(full, root=root, display=full, depth=depth + 1)
+        else:
+            found += read_file(path, root=root, display=path, depth=depth + 1)
+    return found
+
+
+# --------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------
+
+
+def _one(d: Directive) -> str:
+    if len(d.args) != 1:
+        raise d.error(f"{d.name} takes one argument, not {len(d.args)}")
+    return d.args[0]
+
+
+def _on_off(d: Directive) -> bool:
+    value = _one(d).lower()
+    if value not in ("on", "off"):
+        raise d.error(f"{d.name} takes On or Off, not {d.args[0]!r}")
+    return value == "on"
+
+
+def _callable(d: Directive) -> str:
+    value = _one(d)
+    if not value.isidentifier():
+        raise d.error(f"{d.name}: {value!r} is not a Python identifier")
+    return value
+
+
+def _group_name(d: Directive, value: str) -> str:
+    if value == "%{GLOBAL}":
+        return EMBEDDED
+    if value.startswith("%{"):
+        raise d.error(f"{d.name}: {value!r}: only %{{GLOBAL}} is understood")
+    if not value or any(c.isspace() or c == "/" for c in value) or not value.isprintable():
+        raise d.error(f"{d.name}: {value!r} is not a usable process group name")
+    return value
+
+
+def _setting(d: Directive) -> tuple[str, Setting]:
+    """A per-directory setting (the FileInfo class): its name and value."""
+    if d.key == "wsgiscriptreloading":
+        return "script_reloading", Setting(_on_off(d), d.origin)
+    if d.key == "wsgicallableobject":
+        return "callable", Setting(_callable(d), d.origin)
+    return "process_group", Setting(_group_name(d, _one(d)), d.origin)
+
+
+def _path(root: str, value: str) -> str:
+    return os.path.normpath(os.path.join(root, os.path.expanduser(value)))
+
+
+def _options(d: Directive, words: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise d.error(f"{d.name}: {word!r} is not an option=value pair")
+        key = key.lower()
+        if key in options:
+            raise d.error(f"{d.name}: option {key} given twice")
+        options[key] = value
+    return options
+
+
+_INT_OPTIONS = {"processes": 1, "threads": 1, "maximum-requests": 0}
+_SECONDS_OPTIONS = {
+    "graceful-timeout": True,  # must be positive
+    "shutdown-timeout": True,
+    "restart-interval": False,  # 0: off
+    "request-timeout": False,
+}
+DAEMON_OPTIONS = (*_INT_OPTIONS, *_SECONDS_OPTIONS, "display-name")
+
+
+def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
+    if not d.args:
+        raise d.error("WSGIDaemonProcess needs a group name")
+    name = _group_name(d, d.args[0])
+    if not name:
+        raise d.error("WSGIDaemonProcess: %{GLOBAL} names embedded mode, not a daemon group")
+    values: dict[str, object] = {}
+    for key, text in _options(d, d.args[1:]).items():
+        attr = key.replace("-", "_")
+        if key in _INT_OPTIONS:
+            try:
+                number = int(text)
+            except ValueError:
+                number = -1
+            if number < _INT_OPTIONS[key]:
+                low = "positive" if _INT_OPTIONS[key] else "non-negative"
+                raise d.error(f"WSGIDaemonProcess: {key}={text!r}: expected a {low} number")
+            values[attr] = number
+        elif key in _SECONDS_OPTIONS:
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = -1.0
+            positive = _SECONDS_OPTIONS[key]
+            if seconds < 0 or (positive and seconds == 0) or seconds != seconds:
+                raise d.error(
+                    f"WSGIDaemonProcess: {key}={text!r}: expected a "
+                    f"{'positive ' if positive else ''}number of seconds"
+                    f"{'' if positive else ' (0: off)'}"
+                )
+            values[attr] = seconds
+        elif key == "display-name":
+            if not text:
+                raise d.error("WSGIDaemonProcess: display-name= is empty")
+            values[attr] = text
+        else:
+            raise d.error(
+                f"WSGIDaemonProcess: option {key!r} is not supported (supported: "
+                f"{', '.join(DAEMON_OPTIONS)})"
+            )
+    return DaemonGroup(name=name, origin=d.origin, given=tuple(values), vhost=vhost, **values)  # type: ignore[arg-type]
+
+
+def _listen(d: Directive) -> BindAddress:
+    if len(d.args) not in (1, 2):
+        raise d.error("Listen takes [IP:]PORT and an optional protocol")
+    if len(d.args) == 2 and d.args[1].lower() != "http":
+        raise d.error(
+            f"Listen: protocol {d.args[1]!r}: only http (serve HTTPS with --certfile/--keyfile)"
+        )
+    text = d.args[0]
+    if text.isdigit():
+        text = ":" + text
+    try:
+        return parse_bind(text)
+    except ConfigError as exc:
+        raise d.error(f"Listen: {exc}") from None
+
+
+def _vhost_address(d: Directive, word: str) -> list[tuple[str, str]]:
+    if word.startswith("["):
+        host, _, rest = word[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "*"
+    else:
+        host, sep, port = word.rpartition(":")
+        if not sep:
+            host, port = word, "*"
+    if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+        raise d.error(f"<VirtualHost>: {word!r}: port must be a number or *")
+    if host in ("*", "_default_"):
+        return [("*", port)]
+    try:
+        return [(str(ipaddress.ip_address(host)), port)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        raise d.error(f"<VirtualHost>: cannot resolve {host!r}") from None
+    return sorted({(str(info[4][0]), port) for info in infos})
+
+
+def _server_name(d: Directive) -> str:
+    name = _one(d).lower()
+    if "://" in name:
+        name = name.partition("://")[2]
+    if name.startswith("["):
+        return name.partition("]")[0] + "]"
+    return name.partition(":")[0]
+
+
+def _allow_override(d: Directive) -> bool:
+    """Whether the AllowOverride line lets .htaccess set mod_wsgi's FileInfo directives."""
+    if not d.args:
+        raise d.error("AllowOverride needs All, None or override classes")
+    allowed = False
+    for word in d.args:
+        name = word.lower().partition("=")[0]
+        if name not in OVERRIDE_CLASSES:
+            raise d.error(
+                f"AllowOverride: {word!r} is not an override class (All, None, AuthConfig, "
+                "FileInfo, Indexes, Limit, Options)"
+            )
+        if name in ("all", "none") and len(d.args) > 1:
+            raise d.error(f"AllowOverride: {word} cannot be combined with other classes")
+        allowed = allowed or name in ("all", "fileinfo")
+    return allowed
+
+
+# --------------------------------------------------------------------------------------
+# Contexts
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Alias:
+    path: str
+    script: str
+    group: Setting | None
+    origin: str
+    directive: Directive
+
+
+@dataclass(slots=True)
+class _Directory:
+    path: str
+    layer: Layer
+    allow: Setting | None  # AllowOverride: whether FileInfo is allowed
+    order: int
+
+
+@dataclass(slots=True)
+class _Context:
+    """What one context (the server, or a virtual host) gave."""
+
+    kind: str
+    layer: Layer = field(default_factory=dict)
+    aliases: list[_Alias] = field(default_factory=list)
+    directories: list[_Directory] = field(default_factory=list)
+    server_name: str = ""
+    server_aliases: list[str] = field(default_factory=list)
+    addresses: list[tuple[str, str]] = field(default_factory=list)
+    origin: str = ""
+    allow: Setting | None = None  # a <Directory>'s AllowOverride
+
+
+class _Reader:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.listen: list[tuple[BindAddress, str]] = []
+        self.server = _Context(SERVER)
+        self.vhosts: list[_Context] = []
+        self.groups: dict[str, DaemonGroup] = {}
+        self.order = 0
+
+    def walk(self, directives: list[Directive], context: str, target: _Context) -> None:
+        for d in directives:
+            self.one(d, context, target)
+
+    def one(self, d: Directive, context: str, target: _Context) -> None:
+        key = d.key
+        allowed = CONTEXTS.get(key)
+        if allowed is None:
+            raise d.error(
+                f"unknown directive {d.name!r} (asyncwsgi reads Listen, VirtualHost, "
+                "ServerName, ServerAlias, Directory, AllowOverride, Include, IfModule and "
+                "mod_wsgi's WSGIScriptAlias, WSGIDaemonProcess, WSGIProcessGroup, "
+                "WSGICallableObject, WSGIScriptReloading)"
+            )
+        if key in SECTIONS and d.children is None:
+            raise d.error(f"{d.name} is a section: write <{d.name} ...> ... </{d.name}>")
+        if key not in SECTIONS and d.children is not None:
+            raise d.error(f"<{d.name}> is not a section")
+        if context not in allowed:
+            where = "<Directory>" if context == DIRECTORY else context
+            raise d.error(f"{d.name} is not allowed in {where} (allowed in: {', '.join(allowed)})")
+        if key == "ifmodule":
+            name = _one(d)
+            wanted = not name.startswith("!")
+            present = name.lstrip("!").lower() in WSGI_MODULE_NAMES
+            if present == wanted:
+                assert d.children is not None
+                self.walk(d.children, context, target)
+        elif key == "listen":
+            address = _listen(d)
+            for other, origin in self.listen:
+                if other == address:
+                    raise d.error(f"Listen {d.args[0]}: already given at {origin}")
+            self.listen.append((address, d.origin))
+        elif key == "virtualhost":
+            self.vhost(d)
+        elif key == "servername":
+            target.server_name = _server_name(d)
+        elif key == "serveralias":
+            if not d.args:
+                raise d.error("ServerAlias needs at least one name")
+            target.server_aliases += [a.lower() for a in d.args]
+        elif key == "directory":
+            self.directory(d, target)
+        elif key == "allowoverride":
+            target.allow = Setting(_allow_override(d), d.origin)
+        elif key == "wsgiscriptalias":
+            self.alias(d, target)
+        elif key == "wsgidaemonprocess":
+            group = _daemon_group(d, len(self.vhosts) - 1 if context == VHOST else -1)
+            if group.name in self.groups:
+                earlier = self.groups[group.name].origin
+                raise d.error(f"WSGIDaemonProcess {group.name}: already defined at {earlier}")
+            self.groups[group.name] = group
+        else:
+            name, setting = _setting(d)
+            target.layer[name] = setting
+
+    def vhost(self, d: Directive) -> None:
+        if not d.args:
+            raise d.error("<VirtualHost> needs at least one address (e.g. *:80)")
+        context = _Context(VHOST, origin=d.origin)
+        for word in d.args:
+            context.addresses += _vhost_address(d, word)
+        self.vhosts.append(context)
+        assert d.children is not None
+        self.walk(d.children, VHOST, context)
+
+    def directory(self, d: Directive, target: _Context) -> None:
+        path = _one(d)
+        if path == "~" or path.startswith("~"):
+            raise d.error("<Directory ~ regex> is not supported; give a folder")
+        if glob.has_magic(path):
+            raise d.error(f"<Directory {path}>: wildcards are not supported; give a folder")
+        if not os.path.isabs(path):
+            raise d.error(f"<Directory {path}>: give an absolute path")
+        holder = _Context(DIRECTORY)
+        assert d.children is not None
+        self.walk(d.children, DIRECTORY, holder)
+        entry = _Directory(os.path.normpath(path), holder.layer, holder.allow, self.order)
+        self.order += 1
+        target.directories.append(entry)
+
+    def alias(self, d: Directive, target: _Context) -> None:
+        if len(d.args) < 2:
+            raise d.error("WSGIScriptAlias takes a URL path, a script file and options")
+        url, script = d.args[0], d.args[1]
+        if not url.startswith("/"):
+            raise d.error(f"WSGIScriptAlias: the URL path {url!r} must start with '/'")
+        path = url.rstrip("/")
+        group: Setting | None = None
+        for key, value in _options(d, d.args[2:]).items():
+            if key == "process-group":
+                group = Setting(_group_name(d, value), d.origin + " (process-group=)")
+            elif key == "application-group":
+                pass  # every application has its own module in the main interpreter
+            else:
+                raise d.error(
+                    f"WSGIScriptAlias: option {key!r} is not supported (supported: "
+                    "process-group, application-group)"
+                )
+        for other in target.aliases:
+            if other.path == path:
+                raise d.error(f"WSGIScriptAlias {url}: already mounted at {other.origin}")
+        target.aliases.append(_Alias(path, _path(self.root, script), group, d.origin, d))
+
+
+def _directory_layers(
+    script: str, directories: list[tuple[int, _Directory]]
+) -> tuple[list[Layer], Setting | None]:
+    """The layers of the <Directory> sections that hold ``script``, shallowest first,
+    and the AllowOverride that applies to its folder."""
+    folder = os.path.dirname(script)
+    holding = [
+        (entry.path.count(os.sep) if entry.path != os.sep else 0, rank, entry.order, entry)
+        for rank, entry in directories
+        if folder == entry.path or folder.startswith(entry.path.rstrip(os.sep) + os.sep)
+    ]
+    holding.sort(key=lambda item: item[:3])
+    allow: Setting | None = None
+    layers: list[Layer] = []
+    for *_, entry in holding:
+        layers.append(entry.layer)
+        if entry.allow is not None:
+            allow = entry.allow
+    return layers, allow
+
+
+def parse_htaccess(path: str, text: str) -> Layer:
+    """The settings a .htaccess file gives. Raises ``ConfigError`` (``path:LINE: ...``)."""
+    layer: Layer = {}
+    holder = _Context(HTACCESS_CONTEXT)
+    reader = _Reader(os.path.dirname(path))
+    for d in parse_text(text, path):
+        if d.key in ("include", "includeoptional"):
+            raise d.error(f"{d.name} is not allowed in .htaccess")
+        reader.one(d, HTACCESS_CONTEXT, holder)
+    layer.update(holder.layer)
+    return layer
+
+
+def read_htaccess(path: str) -> Layer | None:
+    """The settings of the .htaccess at ``path``; None when there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc}") from None
+    return parse_htaccess(path, text)
+
+
+def read_site(path: str, *, overrides: Layer | None = None) -> Site:
+    """Read and check a config file. ``overrides`` (from the command line) win over every
+    context. Raises ``ConfigError`` naming the file and line."""
+    display = path
+    full = os.path.abspath(path)
+    root = os.path.dirname(full)
+    directives = read_file(full, root=root, display=display)
+    reader = _Reader(root)
+    reader.walk(directives, SERVER, reader.server)
+    overrides = {k: Setting(v.value, COMMAND_LINE) for k, v in (overrides or {}).items()}
+
+    server = reader.server
+    htaccess: dict[str, Layer] = {}
+    groups = reader.groups
+    assigned: dict[str, tuple[str, str, str]] = {}  # group -> script, callable, origin
+
+    def mount(alias: _Alias, contexts: list[_Context], vhost_index: int) -> Mount:
+        directories = [(rank, e) for rank, c in enumerate(contexts) for e in c.directories]
+        dir_layers, allow = _directory_layers(alias.script, directories)
+        layers = tuple([c.layer for c in contexts] + dir_layers)
+        access = ""
+        if allow is not None and allow.value:
+            access = os.path.join(os.path.dirname(alias.script), HTACCESS)
+            if access not in htaccess:
+                htaccess[access] = read_htaccess(access) or {}
+        result = Mount(
+            path=alias.path,
+            script=alias.script,
+            origin=alias.origin,
+            layers=layers,
+            htaccess=access,
+            group_option=alias.group,
+            overrides=overrides,
+        )
+        _check_mount(result, htaccess.get(access), alias, groups, vhost_index, assigned)
+        return result
+
+    mounts = tuple(mount(a, [server], -1) for a in server.aliases)
+    vhosts: list[VirtualHost] = []
+    for index, context in enumerate(reader.vhosts):
+        own = [mount(a, [server, context], index) for a in context.aliases]
+        paths = {m.path for m in own}
+        inherited = [
+            mount(a, [server, context], index) for a in server.aliases if a.path not in paths
+        ]
+        vhosts.append(
+            VirtualHost(
+                addresses=tuple(context.addresses),
+                server_name=context.server_name,
+                aliases=tuple(context.server_aliases),
+                mounts=tuple(own + inherited),
+                origin=context.origin,
+            )
+        )
+    if not mounts and not any(v.mounts for v in vhosts):
+        raise ConfigFileError(f"{display}: no WSGIScriptAlias: nothing to serve")
+    return Site(
+        path=display,
+        listen=tuple(reader.listen),
+        mounts=mounts,
+        vhosts=tuple(vhosts),
+        groups=tuple(groups.values()),
+        htaccess=htaccess,
+    )
+
+
+def _check_mount(
+    mount: Mount,
+    htaccess: Layer | None,
+    alias: _Alias,
+    groups: dict[str, DaemonGroup],
+    vhost: int,
+    assigned: dict[str, tuple[str, str, str]],
+) -> None:
+    d = alias.directive
+    if not os.path.isfile(mount.script):
+        reason = "is a folder" if os.path.isdir(mount.script) else "does not exist"
+        raise d.error(f"WSGIScriptAlias: the script {mount.script!r} {reason}")
+    settings = mount.settings(htaccess)
+    group_setting = settings["process_group"]
+    name = group_setting.value
+    if name == EMBEDDED:
+        return
+    where = group_setting.origin.partition(" ")[0]
+    if group_setting.origin in (DEFAULT, COMMAND_LINE):
+        where = alias.origin
+    group = groups.get(name)
+    if group is None:
+        known = ", ".join(groups) or "none defined"
+        raise ConfigFileError(
+            f"{where}: no WSGIDaemonProcess named {name!r} (groups: {known}), "
+            f"needed by WSGIScriptAlias at {alias.origin}"
+        )
+    if group.vhost not in (-1, vhost):
+        raise ConfigFileError(
+            f"{where}: daemon group {name!r} is defined inside another <VirtualHost> "
+            f"({group.origin}); only that virtual host can use it"
+        )
+    app = (mount.script, settings["callable"].value, alias.origin)
+    earlier = assigned.setdefault(name, app)
+    if earlier[:2] != app[:2]:
+        raise ConfigFileError(
+            f"{alias.origin}: daemon group {name!r} already runs {earlier[0]} "
+            f"({earlier[1]}, from {earlier[2]}); a daemon group runs one application, so "
+            "give this one a WSGIDaemonProcess of its own"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# --check-config
+# --------------------------------------------------------------------------------------
+
+_LABELS = {
+    "script_reloading": "WSGIScriptReloading",
+    "callable": "WSGICallableObject",
+    "process_group": "WSGIProcessGroup",
+}
+
+
+def _show(name: str, value: object) -> str:
+    if name == "script_reloading":
+        return "On" if value else "Off"
+    if name == "process_group" and value == EMBEDDED:
+        return "%{GLOBAL} (embedded)"
+    return str(value)
+
+
+def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) -> str:
+    """What ``--check-config`` prints: every address, group, virtual host and mount with
+    its effective settings and the file:line each came from."""
+    out: list[str] = [f"{site.path}: syntax OK", ""]
+    if site.listen and bind_origin != COMMAND_LINE:
+        out += [f"Listen {address}  ({origin})" for address, origin in site.listen]
+    else:
+        out += [f"Listen {address}  ({bind_origin})" for address in binds]
+    used = {
+        m.settings(site.htaccess.get(m.htaccess))["process_group"].value
+        for _, m in site.all_mounts()
+    }
+    for group in site.groups:
+        options = []
+        for key in DAEMON_OPTIONS:
+            attr = key.replace("-", "_")
+            value = getattr(group, attr)
+            if key == "display-name":
+                value = repr(group.title)
+            elif isinstance(value, float):
+                value = f"{value:g}"
+            options.append(f"{key}={value}{'' if attr in group.given else ' (default)'}")
+        note = "" if group.name in used else "  -- no application uses it; not started"
+        out += ["", f"WSGIDaemonProcess {group.name}  ({group.origin}){note}"]
+        out += [f"    {option}" for option in options]
+
+    def mounts(label: str, items: tuple[Mount, ...]) -> None:
+        out.extend(["", label])
+        for m in sorted(items, key=lambda m: -len(m.path)):
+            out.append(f"  {m.path or '/'} -> {m.script}  ({m.origin})")
+            settings = m.settings(site.htaccess.get(m.htaccess))
+            for name, setting in settings.items():
+                out.append(
+                    f"    {_LABELS[name]:<20} {_show(name, setting.value):<24} {setting.origin}"
+                )
+            if m.htaccess:
+                out.append(f"    {'.htaccess':<20} {m.htaccess} (read; re-read when it changes)")
+
+    if site.mounts or not site.vhosts:
+        mounts("Main server (requests that match no <VirtualHost> address)", site.mounts)
+    for vhost in site.vhosts:
+        names = f", aliases {' '.join(vhost.aliases)}" if vhost.aliases else ""
+        mounts(f"<VirtualHost> {vhost.label}{names}  ({vhost.origin})", vhost.mounts)
+    return "\n".join(out) + "\n"
