@@ -45,15 +45,16 @@ class Routes(Generic[T]):
         # Longest path first, so the first match is the longest prefix.
         self._vhosts = [(v, _by_length(mounts)) for v, mounts in vhosts]
         self._main = _by_length(main)
-        self._cache: dict[tuple[tuple[str, int] | None, str], list[tuple[str, T]]] = {}
+        self._cache: dict[tuple[tuple[str, int] | None, bytes | None], list[tuple[str, T]]] = {}
 
-    def mounts_for(self, local: tuple[str, int] | None, host: str) -> list[tuple[str, T]]:
+    def mounts_for(self, local: tuple[str, int] | None, host: bytes | None) -> list[tuple[str, T]]:
         """The mounts that serve a connection to ``local`` (None: a UNIX socket, where
-        every virtual host is a candidate) asking for ``host``."""
+        every virtual host is a candidate) whose request has the Host header ``host``
+        (as sent: the answer is cached by it)."""
         key = (local, host)
         found = self._cache.get(key)
         if found is None:
-            found = self._choose(local, host)
+            found = self._choose(local, host_name(host))
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()  # a client making up Host names cannot grow it
             self._cache[key] = found

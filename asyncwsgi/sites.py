@@ -1,7 +1,8 @@
 """A site from a config file, running: its mounts, their runners and their .htaccess.
 
-Wiring, like ``server.py``: everything here runs on the event loop thread except the
-stat and read of a .htaccess file, which a helper thread does.
+Wiring, like ``server.py``. Routing runs on the event loop thread; the stat and read of a
+.htaccess file run on a worker thread (embedded mounts) or a helper thread (daemon
+mounts).
 
 Each WSGIScriptAlias of each virtual host is a :class:`SiteMount`. Mounts of the same
 script and callable share one application: in embedded mode one :class:`ScriptSource`
@@ -10,17 +11,21 @@ script and callable share one application: in embedded mode one :class:`ScriptSo
 (``WSGIScriptReloading`` as its contexts give it), so a mount whose .htaccess turns
 reloading off never stats its script even while another mount of it does.
 
-A .htaccess is looked at as the script is: at most once per loop tick, when a request
-for one of its mounts arrives, by a stat on a helper thread that requests do not wait
-for. When it changed it is read again there, and its settings apply to the requests
-that arrive after that. A .htaccess that no longer parses gets its mounts' requests a
-500 (and one logged error) until it is fixed, as Apache does.
+A .htaccess is looked at as the script is: one stat per loop tick, when a request for
+one of its mounts arrives. For an embedded mount the worker thread takes it, before the
+script's, so the request that sees a change is already served under the new settings;
+for a daemon mount a helper thread takes it, without holding the request back. A changed
+file is read again; a .htaccess that no longer parses gets its mounts' requests a 500
+(and one logged error) until it is fixed, as Apache does. Only WSGIScriptReloading
+applies at once; a changed WSGICallableObject or WSGIProcessGroup is logged and applies
+at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
@@ -28,14 +33,14 @@ from typing import Any, Protocol, cast
 from asyncwsgi.apache import read_htaccess
 from asyncwsgi.config import EMBEDDED, Config, Layer, Mount, Site, VirtualHost
 from asyncwsgi.daemon.front import DaemonRunner, FrontExchange
-from asyncwsgi.errors import ConfigError
-from asyncwsgi.routing import Routes, host_name, match
-from asyncwsgi.scripts.reloader import ScriptSource, StatKey, stat_key
+from asyncwsgi.errors import ConfigError, ScriptLoadError
+from asyncwsgi.routing import Routes, match
+from asyncwsgi.scripts.reloader import ScriptSource, StatKey, TickStat, stat_key
 from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.runner import WSGIRunner
-from asyncwsgi.wsgi.types import Exchange
+from asyncwsgi.wsgi.types import Exchange, WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -52,48 +57,40 @@ class RoutedExchange(FrontExchange, Protocol):
 class SiteMount:
     """One WSGIScriptAlias as one virtual host serves it."""
 
-    def __init__(
-        self,
-        config: Mount,
-        vhost: VirtualHost | None,
-        settings: Layer,
-        *,
-        embedded: WSGIRunner | None,
-        daemons: DaemonRunner | None,
-    ) -> None:
+    def __init__(self, config: Mount, vhost: VirtualHost | None, settings: Layer) -> None:
         self.config = config
         self.vhost = vhost
         self.path = config.path
         self.settings = settings
         self.reloading: bool = settings["script_reloading"].value
-        self.embedded = embedded
-        self.daemons = daemons
+        self.embedded: WSGIRunner | None = None
+        self.daemons: DaemonRunner | None = None
         self.watch: HtaccessWatch | None = None
         self.broken: ConfigError | None = None  # its .htaccess does not parse
         self.requests = 0
 
+    # Event loop thread.
     def submit(self, exchange: RoutedExchange) -> None:
         self.requests += 1
         exchange.script_name = self.path
+        embedded = self.embedded
+        if embedded is not None:
+            # The worker thread looks at the .htaccess and the script (MountSource).
+            embedded.submit(cast(Exchange, exchange))
+            return
+        daemons = self.daemons
+        assert daemons is not None
         watch = self.watch
         if watch is not None:
             watch.check()
         if self.broken is not None:
             exchange.loop_send_error("500 Internal Server Error", _BROKEN)
             return
-        daemons = self.daemons
-        if daemons is not None:
-            if self.reloading:
-                daemons.check_script()
-            daemons.submit(exchange)
-            return
-        embedded = self.embedded
-        assert embedded is not None
         if self.reloading:
-            embedded.submit(cast(Exchange, exchange))
-        else:
-            embedded.submit_unchecked(cast(Exchange, exchange))
+            daemons.check_script()
+        daemons.submit(exchange)
 
+    # Whichever thread read the .htaccess.
     def apply(self, layer: Layer | None, error: ConfigError | None) -> None:
         """The folder's .htaccess changed (``layer``), or no longer parses (``error``)."""
         label = f"{self.path or '/'} ({self.config.script})"
@@ -127,8 +124,41 @@ class SiteMount:
         self.settings = {**self.settings, "script_reloading": reloading}
 
 
+class MountSource:
+    """An embedded mount's application source (an ``AppSource``): the worker thread looks
+    at the .htaccess first and then, if the mount reloads, at the script; each stat is
+    shared by the requests of one loop tick."""
+
+    def __init__(self, mount: SiteMount, script: ScriptSource) -> None:
+        self.mount = mount
+        self.script = script
+
+    # Event loop thread: cheap, nothing is stat'ed here.
+    def ticket(self) -> tuple[TickStat | None, TickStat | None]:
+        watch = self.mount.watch
+        return (watch.ticket() if watch is not None else None, self.script.ticket())
+
+    # Worker thread.
+    def resolve(self, ticket: object) -> WSGIApplication:
+        htaccess, script = cast(tuple[TickStat | None, TickStat | None], ticket)
+        mount = self.mount
+        if htaccess is not None:
+            assert mount.watch is not None
+            mount.watch.refresh(htaccess)
+        if mount.broken is not None:
+            # Logged once by apply(); the runner answers 500.
+            raise ScriptLoadError(mount.config.script, str(mount.broken))
+        return self.script.resolve(script if mount.reloading else None)
+
+
 class HtaccessWatch:
-    """One .htaccess file and the mounts whose script is in its folder."""
+    """One .htaccess file and the mounts whose script is in its folder.
+
+    Its stat is shared by the requests of one loop tick, as the script's is. Embedded
+    mounts take it on the worker thread before their script's, so the request that sees
+    a change is served under the new settings; for daemon mounts a helper thread takes
+    it, and their requests do not wait for it.
+    """
 
     def __init__(
         self,
@@ -143,42 +173,53 @@ class HtaccessWatch:
         self._key = key
         self._loop = loop
         self._executor = executor
-        self._tick_checked = False
+        self._lock = threading.Lock()  # one read at a time
+        self._tick: TickStat | None = None
         self._busy = False
 
-    def check(self) -> None:
-        if self._tick_checked or self._busy:
-            return
-        self._tick_checked = self._busy = True
-        self._loop.call_soon(self._end_tick)
+    def _stat(self) -> StatKey | None:
         self.stat_calls += 1
-        future = self._loop.run_in_executor(self._executor, self._probe, self._key)
-        future.add_done_callback(self._probed)
+        return stat_key(self.path)
+
+    # Event loop thread.
+    def ticket(self) -> TickStat:
+        tick = self._tick
+        if tick is None:
+            tick = self._tick = TickStat(self._stat)
+            self._loop.call_soon(self._end_tick)
+        return tick
 
     def _end_tick(self) -> None:
-        self._tick_checked = False
+        self._tick = None
 
-    # Helper thread.
-    def _probe(
-        self, known: StatKey | None
-    ) -> tuple[StatKey | None, Layer | None, ConfigError | None, bool]:
-        key = stat_key(self.path)
-        if key == known:
-            return key, None, None, False
-        try:
-            return key, read_htaccess(self.path) or {}, None, True
-        except ConfigError as exc:
-            return key, None, exc, True
-
-    def _probed(self, future: asyncio.Future[Any]) -> None:
-        self._busy = False
-        try:
-            key, layer, error, changed = future.result()
-        except Exception:
-            logger.exception("could not read %s", self.path)
+    def check(self) -> None:
+        """Refresh on the helper thread (daemon mounts), one refresh at a time."""
+        if self._busy:
             return
-        self._key = key
-        if changed:
+        self._busy = True
+        future = self._loop.run_in_executor(self._executor, self.refresh, self.ticket())
+        future.add_done_callback(self._checked)
+
+    def _checked(self, future: asyncio.Future[None]) -> None:
+        self._busy = False
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("could not read %s: %s", self.path, future.exception())
+
+    # Any thread.
+    def refresh(self, tick: TickStat) -> None:
+        key = tick.get()
+        if key == self._key:
+            return
+        with self._lock:
+            if key == self._key:
+                return
+            layer: Layer | None = None
+            error: ConfigError | None = None
+            try:
+                layer = read_htaccess(self.path) or {}
+            except ConfigError as exc:
+                error = exc
+            self._key = key
             for mount in self.mounts:
                 mount.apply(layer, error)
 
@@ -218,10 +259,18 @@ class SiteRunner:
         self, vhost: VirtualHost | None, mount: Mount, trust: ProxyTrust | None
     ) -> SiteMount:
         settings = mount.settings(self.site.htaccess.get(mount.htaccess))
+        site_mount = SiteMount(mount, vhost, settings)
+        if mount.htaccess:
+            watch = self.watches.get(mount.htaccess)
+            if watch is None:
+                watch = HtaccessWatch(
+                    mount.htaccess, stat_key(mount.htaccess), self.loop, self._executor
+                )
+                self.watches[mount.htaccess] = watch
+            watch.mounts.append(site_mount)
+            site_mount.watch = watch
         group_name = settings["process_group"].value
         callable_name = settings["callable"].value
-        embedded: WSGIRunner | None = None
-        daemons: DaemonRunner | None = None
         if group_name == EMBEDDED:
             key = (mount.script, callable_name)
             source = self.sources.get(key)
@@ -230,7 +279,12 @@ class SiteRunner:
                 source = ScriptSource(mount.script, callable_name=callable_name, reloading=True)
                 self.sources[key] = source
                 self._initial_stats[key] = source.stat_calls
-            embedded = WSGIRunner(source, self.pool, script_name=mount.path, proxy_trust=trust)
+            site_mount.embedded = WSGIRunner(
+                MountSource(site_mount, source),
+                self.pool,
+                script_name=mount.path,
+                proxy_trust=trust,
+            )
         else:
             daemons = self.groups.get(group_name)
             if daemons is None:
@@ -255,16 +309,7 @@ class SiteRunner:
                     title=group.title,
                 )
                 self.groups[group_name] = daemons
-        site_mount = SiteMount(mount, vhost, settings, embedded=embedded, daemons=daemons)
-        if mount.htaccess:
-            watch = self.watches.get(mount.htaccess)
-            if watch is None:
-                watch = HtaccessWatch(
-                    mount.htaccess, stat_key(mount.htaccess), self.loop, self._executor
-                )
-                self.watches[mount.htaccess] = watch
-            watch.mounts.append(site_mount)
-            site_mount.watch = watch
+            site_mount.daemons = daemons
         self.mounts.append(site_mount)
         return site_mount
 
@@ -276,7 +321,7 @@ class SiteRunner:
             if len(name) == 4 and name.lower() == b"host":
                 host = value
                 break
-        mounts = self.routes.mounts_for(exchange.server, host_name(host))
+        mounts = self.routes.mounts_for(exchange.server, host)
         found = match(mounts, decode_path(exchange.path))
         if found is None:
             exchange.loop_send_error("404 Not Found", _NOT_FOUND)

@@ -82,3 +82,50 @@ def argv(
         "--no-access-log",
         *extra,
     ]
+
+
+# A site as a config file: the app mounted at / of the second of two virtual hosts (wrk's
+# Host header names it through a ServerAlias), its folder allowing .htaccess overrides,
+# so each request pays for choosing the host and the mount and for watching .htaccess.
+SITE_CONF = """\
+Listen {host}:{port}
+<VirtualHost *:{port}>
+    ServerName other.test
+    WSGIScriptAlias /other "{app}"
+</VirtualHost>
+<VirtualHost *:{port}>
+    ServerName localhost
+    ServerAlias {host}
+    WSGIScriptAlias / "{app}"
+</VirtualHost>
+<Directory "{folder}">
+    AllowOverride FileInfo
+</Directory>
+"""
+
+
+def site_argv(
+    app: str | Path,
+    host: str,
+    port: int,
+    workdir: Path,
+    *,
+    extra: Sequence[str] = (),
+    python: str | None = None,
+) -> list[str]:
+    """``python -m asyncwsgi --config site.conf --threads 8 --no-access-log``, with
+    :data:`SITE_CONF` written to ``workdir``."""
+    app = Path(app).resolve()
+    conf = workdir / "site.conf"
+    conf.write_text(SITE_CONF.format(host=host, port=port, app=app, folder=app.parent))
+    return [
+        python or sys.executable,
+        "-m",
+        "asyncwsgi",
+        "--config",
+        str(conf),
+        "--threads",
+        str(THREADS),
+        "--no-access-log",
+        *extra,
+    ]

@@ -2,16 +2,18 @@
 
 Usage::
 
-    python benchmarks/run.py [--scenario single|processes|daemon] [--duration 10]
+    python benchmarks/run.py [--scenario single|processes|daemon|site] [--duration 10]
                              [--only NAME,...] [--connections 50,1000]
                              [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
                              [--retry-contended 2] [--no-save]
 
 ``--scenario`` picks the set of servers (see ``servers.py``): ``single`` (default,
 one process each), ``processes`` (two processes each, the app in them: asyncwsgi
-``--processes 2``, mod_wsgi embedded under the event MPM, gunicorn ``-w 2``) or
+``--processes 2``, mod_wsgi embedded under the event MPM, gunicorn ``-w 2``),
 ``daemon`` (a group of 2 processes x 8 threads: asyncwsgi ``--mode daemon``,
-mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``).
+mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``) or ``site`` (asyncwsgi serving the
+app from a config file with two virtual hosts beside the plain command line, one process
+each: what choosing the host and the mount costs).
 
 For each selected server in turn: start it as a subprocess on a free port of
 127.0.0.1, poll until it answers ``GET /`` with the expected body, check that it
@@ -22,7 +24,7 @@ described, is reported as "not run" instead of aborting the run.
 
 Prints one Markdown table and saves it, with a JSON of the raw numbers and wrk
 outputs, to ``benchmarks/results/PREFIX-YYYYMMDD-HHMM.{md,json}`` (``hello``,
-``hello-processes`` or ``hello-daemon``).
+``hello-processes``, ``hello-daemon`` or ``hello-site``).
 All traffic goes to 127.0.0.1 and every load run is bounded in time.
 """
 

@@ -335,6 +335,30 @@ def daemon_servers(modwsgi_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[Se
     )
 
 
+def _asyncwsgi_site(ctx: LaunchContext) -> list[str]:
+    return asyncwsgi_cmd.site_argv(
+        ctx.app_script, ctx.host, ctx.port, ctx.workdir, python=ctx.python
+    )
+
+
+def site_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, ...]:
+    """The ``site`` scenario: the same app served from a config file and from the command
+    line, to show what choosing a virtual host and a mount costs."""
+    return (
+        ServerSpec(
+            "asyncwsgi-site",
+            "asyncwsgi --config site.conf: 2 virtual hosts, the app at / of the second "
+            "(matched by ServerAlias), AllowOverride FileInfo on its folder, reloading on; "
+            "1 process x 8 threads",
+            "asyncwsgi",
+            _asyncwsgi_site,
+        ),
+        SERVERS_BY_NAME["asyncwsgi"],
+        SERVERS_BY_NAME["gunicorn-sync"],
+        SERVERS_BY_NAME["uvicorn-a2wsgi"],
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -362,6 +386,13 @@ SCENARIOS: dict[str, Scenario] = {
             results_prefix="hello-daemon",
             server_cpus=2,
             uses_apache=True,
+        ),
+        Scenario(
+            "site",
+            "one process per server; asyncwsgi from a config file and from the command line",
+            site_servers,
+            baseline="asyncwsgi-site",
+            results_prefix="hello-site",
         ),
     )
 }

@@ -61,10 +61,10 @@ def call_soon(callback: Callable[[], None]) -> None:
 class TickStat:
     """One stat of a file, shared by all requests that arrived in one loop tick."""
 
-    __slots__ = ("_lock", "_owner", "done", "key", "taken_at")
+    __slots__ = ("_lock", "_stat", "done", "key", "taken_at")
 
-    def __init__(self, owner: ScriptSource) -> None:
-        self._owner = owner
+    def __init__(self, stat: Callable[[], StatKey | None]) -> None:
+        self._stat = stat
         self._lock = threading.Lock()
         self.done = False
         self.key: StatKey | None = None
@@ -75,7 +75,7 @@ class TickStat:
             with self._lock:
                 if not self.done:
                     self.taken_at = time.monotonic()
-                    self.key = self._owner._stat()
+                    self.key = self._stat()
                     self.done = True
         return self.key
 
@@ -132,7 +132,7 @@ class ScriptSource:
             return None
         tick = self._tick
         if tick is None:
-            tick = self._tick = TickStat(self)
+            tick = self._tick = TickStat(self._stat)
             call_soon(self._end_tick)
         return tick
 
