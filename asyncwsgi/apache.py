@@ -6,7 +6,8 @@ error is a ``ConfigFileError`` whose message starts with ``FILE:LINE:``.
 The subset read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
 ``<Directory>`` with ``AllowOverride``, ``Include``/``IncludeOptional``, ``<IfModule>``
 and mod_wsgi's ``WSGIScriptAlias``, ``WSGIDaemonProcess``, ``WSGIProcessGroup``,
-``WSGICallableObject`` and ``WSGIScriptReloading``. Lines are read as Apache reads them:
+``WSGICallableObject`` and ``WSGIScriptReloading`` (``WSGIApplicationGroup`` is read
+and ignored: every script runs as its own module in the main interpreter). Lines are read as Apache reads them:
 a backslash at the very end of a line continues it, a line whose first non-blank
 character is ``#`` is a comment, arguments are split on blanks and may be quoted with
 ``"`` or ``'`` (``\\"`` inside a quoted argument is a quote), directive names are not case
@@ -62,6 +63,8 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "wsgiprocessgroup": _EVERYWHERE,
     "wsgicallableobject": _EVERYWHERE,
     "wsgiscriptreloading": _EVERYWHERE,
+    # Read and ignored: every script runs as its own module in the main interpreter.
+    "wsgiapplicationgroup": _EVERYWHERE,
 }
 SECTIONS = ("virtualhost", "directory", "ifmodule")
 # The names <IfModule> knows mod_wsgi by; any other module is taken as absent.
@@ -483,7 +486,7 @@ class _Reader:
                 f"unknown directive {d.name!r} (asyncwsgi reads Listen, VirtualHost, "
                 "ServerName, ServerAlias, Directory, AllowOverride, Include, IfModule and "
                 "mod_wsgi's WSGIScriptAlias, WSGIDaemonProcess, WSGIProcessGroup, "
-                "WSGICallableObject, WSGIScriptReloading)"
+                "WSGICallableObject, WSGIScriptReloading, WSGIApplicationGroup)"
             )
         if key in SECTIONS and d.children is None:
             raise d.error(f"{d.name} is a section: write <{d.name} ...> ... </{d.name}>")
@@ -525,6 +528,8 @@ class _Reader:
                 earlier = self.groups[group.name].origin
                 raise d.error(f"WSGIDaemonProcess {group.name}: already defined at {earlier}")
             self.groups[group.name] = group
+        elif key == "wsgiapplicationgroup":
+            _one(d)
         else:
             name, setting = _setting(d)
             target.layer[name] = setting

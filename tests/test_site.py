@@ -313,3 +313,40 @@ def test_command_line_options_override_the_file(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "0 stat(s) of the WSGI script" in server.stderr()
+
+
+def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.index("```apache\n# site.conf\n") + len("```apache\n")
+    text = readme[start : readme.index("```", start)]
+    srv = tmp_path / "srv"
+    for name, script in (("www", "site"), ("shop", "shop"), ("docs", "docs")):
+        (srv / name).mkdir(parents=True)
+        write_script(srv / name / f"{script}.wsgi", name, "v1")
+    (tmp_path / "site.conf").write_text(
+        # A free port instead of 80, so the virtual hosts take any port.
+        text.replace("/srv/", f"{srv}/")
+        .replace("Listen 80", "Listen 127.0.0.1:0")
+        .replace("*:80", "*:*")
+    )
+    result = run_cli(tmp_path, "--config", "site.conf", "--check-config")
+    assert result.returncode == 0, result.stderr
+    docs = result.stdout[result.stdout.index("<VirtualHost> docs.example.com") :]
+    assert ["WSGIScriptReloading", "Off", "site.conf:19"] in [
+        line.split() for line in docs.splitlines()
+    ]
+    assert "WSGIDaemonProcess shop  (site.conf:3)" in result.stdout
+    # And it serves: the Host header picks the virtual host, the path the mount.
+    server = ServerProcess(
+        ["--config", "site.conf", "--no-access-log", "--control-socket", "none"], tmp_path
+    ).wait_ready(30)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for host, path, name in (
+                ("example.com", "/shop/x", "shop"),
+                ("www.example.com", "/", "www"),
+                ("docs.example.com", "/shop/x", "docs"),
+            ):
+                assert client.get(path, headers={"Host": host}).text.split()[0] == name
+    finally:
+        server.stop()
