@@ -6,12 +6,13 @@ error is a ``ConfigFileError`` whose message starts with ``FILE:LINE:``.
 The subset read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
 ``<Directory>`` with ``AllowOverride``, ``Include``/``IncludeOptional``, ``<IfModule>``
 and mod_wsgi's ``WSGIScriptAlias``, ``WSGIDaemonProcess``, ``WSGIProcessGroup``,
-``WSGICallableObject`` and ``WSGIScriptReloading`` (``WSGIApplicationGroup`` is read
-and ignored: every script runs as its own module in the main interpreter). Lines are read as Apache reads them:
-a backslash at the very end of a line continues it, a line whose first non-blank
-character is ``#`` is a comment, arguments are split on blanks and may be quoted with
-``"`` or ``'`` (``\\"`` inside a quoted argument is a quote), directive names are not case
-sensitive. Relative paths are taken from the main file's folder (Apache's ServerRoot).
+``WSGICallableObject`` and ``WSGIScriptReloading`` (``WSGIApplicationGroup`` is read and
+ignored: every script runs as its own module in the main interpreter). Lines are read as
+Apache reads them: a backslash at the very end of a line continues it, a line whose
+first non-blank character is ``#`` is a comment, arguments are split on blanks and may
+be quoted with ``"`` or ``'`` (``\\"`` inside a quoted argument is a quote), directive
+names are not case sensitive. Relative paths are taken from the main file's folder
+(Apache's ServerRoot).
 """
 
 from __future__ import annotations

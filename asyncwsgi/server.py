@@ -399,8 +399,14 @@ class Server:
             stats = self.daemons.stat_calls
         if self.site is not None:
             stats = self.site.stat_calls
+        htaccess = ""
+        if self.site is not None:
+            htaccess = f"; {sum(w.stat_calls for w in self.site.watches.values())} of .htaccess"
         logger.info(
-            "stopped after %d request(s); %d stat(s) of the WSGI script", state.requests, stats
+            "stopped after %d request(s); %d stat(s) of the WSGI script%s",
+            state.requests,
+            stats,
+            htaccess,
         )
 
 

@@ -341,6 +341,17 @@ class SiteRunner:
             for runner in started:
                 await runner.close()
             raise
+        for mount in self.mounts:
+            where = mount.daemons.group.name if mount.daemons is not None else "embedded"
+            host = mount.vhost.server_name or "*" if mount.vhost is not None else "(main server)"
+            logger.info(
+                "mount %s%s -> %s (%s, WSGIScriptReloading %s)",
+                host,
+                mount.path or "/",
+                mount.config.script,
+                where if where == "embedded" else f"daemon group {where}",
+                "On" if mount.reloading else "Off",
+            )
         unused = [g.name for g in self.site.groups if g.name not in self.groups]
         for name in unused:
             logger.warning("daemon group %r: no application uses it; not started", name)

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/stat_calls.py [--duration 10] [--connections 50] [--threads 2]
-                                    [--rounds 1] [--quiet-wait 15] [--no-save]
+                                    [--rounds 1] [--quiet-wait 15] [--site] [--no-save]
 
 Starts ``python -m asyncwsgi APP --threads 8 --no-access-log --script-reloading on``
 (APP: ``examples/hello.wsgi``, else ``benchmarks/apps/hello.wsgi``) on a free port
@@ -11,7 +11,10 @@ of 127.0.0.1, waits for its ``Listening on`` line, drives it with
 ``wrk -t2 -c50 -d10s``, stops it with SIGTERM and reads the line
 ``stopped after N request(s); M stat(s) of the WSGI script`` from its error log;
 then the same with ``--script-reloading off``. With ``--rounds N`` the two modes
-alternate N times.
+alternate N times. With ``--site`` the app is served from a config file instead
+(``asyncwsgi_cmd.SITE_CONF``: two virtual hosts, AllowOverride FileInfo on the app's
+folder) and the stats of the folder's .htaccess are counted too (saved as
+``stat-calls-site-STAMP``).
 
 Prints, and saves to ``benchmarks/results/stat-calls-STAMP.{md,json}``, a table of
 stat calls per request (targets, DESIGN.md section 4: <= 0.2 with reloading on,
@@ -58,6 +61,7 @@ FOREIGN_CPU_LIMIT = 0.25  # cores used by other processes above which a run is f
 _STOP_RE = re.compile(
     r"stopped after (?P<requests>[\d,]+) request\(s\); (?P<stats>[\d,]+) stat\(s\)"
 )
+_HTACCESS_RE = re.compile(r"(?P<htaccess>[\d,]+) of \.htaccess")
 
 
 class StopLine(NamedTuple):
@@ -170,7 +174,11 @@ def run_mode(
     port = free_port()
     out_path = workdir / f"stdout-{mode}.log"
     err_path = workdir / f"stderr-{mode}.log"
-    argv = asyncwsgi_cmd.argv(app, HOST, port, "embedded", extra=("--script-reloading", mode))
+    extra = ("--script-reloading", mode)
+    if args.site:
+        argv = asyncwsgi_cmd.site_argv(app, HOST, port, workdir, extra=extra)
+    else:
+        argv = asyncwsgi_cmd.argv(app, HOST, port, "embedded", extra=extra)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
             argv,
@@ -229,6 +237,9 @@ def run_mode(
         row.update(
             requests=stop.requests, stats=stop.stats, stats_per_request=stop.stats_per_request
         )
+        htaccess = list(_HTACCESS_RE.finditer(server_log))
+        if htaccess:
+            row["htaccess_stats"] = int(htaccess[-1]["htaccess"].replace(",", ""))
     row["exit_code"] = proc.returncode
     return row
 
@@ -244,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=15.0,
         help="before each run, wait up to S s for other processes to go idle",
+    )
+    parser.add_argument(
+        "--site", action="store_true", help="serve the app from a config file (--config)"
     )
     parser.add_argument("--no-save", action="store_true", help="print only, write no files")
     args = parser.parse_args(argv)
@@ -282,12 +296,21 @@ def main(argv: list[str] | None = None) -> int:
         f"## Stat calls per request — {now:%Y-%m-%d %H:%M}\n\n"
         f"asyncwsgi on `{app.relative_to(REPO_ROOT)}`, `--threads 8`, "
         f"`wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s`, "
-        f"{args.rounds} round(s). Machine: {machine()}.\n\n" + render_table(rows)
+        f"{args.rounds} round(s)"
+        + (", served from a config file (`--config`, two virtual hosts)" if args.site else "")
+        + f". Machine: {machine()}.\n\n"
+        + render_table(rows)
     )
+    for row in rows:
+        if "htaccess_stats" in row and row.get("requests"):
+            report += (
+                f"- .htaccess stats, reloading {row['reloading']}: {row['htaccess_stats']:,} "
+                f"({row['htaccess_stats'] / row['requests']:.3f}/request)\n"
+            )
     print(report)
     if not args.no_save:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = RESULTS_DIR / f"stat-calls-{now:%Y%m%d-%H%M}"
+        stem = RESULTS_DIR / f"stat-calls{'-site' if args.site else ''}-{now:%Y%m%d-%H%M}"
         stem.with_suffix(".md").write_text(report)
         meta = {"date": f"{now:%Y-%m-%d %H:%M}", "machine": machine(), "args": vars(args)}
         stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
