@@ -13,7 +13,7 @@ is the request path or a leading part of it (whole segments only) wins.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -103,9 +103,18 @@ def _by_name(
             if host == vhost.server_name or host in vhost.aliases:
                 return entry
         for entry in candidates:
-            if any(fnmatch.fnmatchcase(host, alias) for alias in entry[0].aliases):
+            if any(_wildcard(alias, host) for alias in entry[0].aliases):
                 return entry
     return candidates[0]
+
+
+def _wildcard(alias: str, host: str) -> bool:
+    """Apache's name wildcards: ``*`` any run of characters, ``?`` one; nothing else (a
+    ``[`` is a literal, as in ``[::1]``)."""
+    if "*" not in alias and "?" not in alias:
+        return False
+    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in alias)
+    return re.fullmatch(pattern, host, re.DOTALL) is not None
 
 
 def _by_length(mounts: Sequence[tuple[str, T]]) -> list[tuple[str, T]]:
