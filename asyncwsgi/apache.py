@@ -72,6 +72,7 @@ SECTIONS = ("virtualhost", "directory", "ifmodule")
 WSGI_MODULE_NAMES = ("mod_wsgi.c", "wsgi_module", "mod_wsgi")
 OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
 _MAX_INCLUDE_DEPTH = 16
+PROCESS_GROUP_OPTION = " (process-group=)"  # added to the origin of the option's setting
 
 
 @dataclass(slots=True)
@@ -103,7 +104,8 @@ class Directive:
 
 def split_words(text: str) -> list[str]:
     """Split a directive's arguments as Apache does: blanks separate, ``"`` or ``'``
-    quote (a backslash before the quote character escapes it). Raises ``ValueError``."""
+    quote; a backslash escapes a backslash, and inside quotes also the quote character.
+    Raises ``ValueError`` for a quote that is not closed."""
     words: list[str] = []
     i, n = 0, len(text)
     while True:
@@ -111,24 +113,20 @@ def split_words(text: str) -> list[str]:
             i += 1
         if i >= n:
             return words
-        quote = text[i]
-        if quote in "\"'":
+        quote = text[i] if text[i] in "\"'" else ""
+        if quote:
             i += 1
-            chunk: list[str] = []
-            while i < n and text[i] != quote:
-                if text[i] == "\\" and i + 1 < n and text[i + 1] == quote:
-                    i += 1
-                chunk.append(text[i])
+        chunk: list[str] = []
+        while i < n and (text[i] != quote if quote else text[i] not in " \t"):
+            if text[i] == "\\" and i + 1 < n and text[i + 1] in ("\\", quote or "\\"):
                 i += 1
+            chunk.append(text[i])
+            i += 1
+        if quote:
             if i >= n:
                 raise ValueError(f"no closing {quote} in {text.strip()!r}")
             i += 1
-            words.append("".join(chunk))
-        else:
-            start = i
-            while i < n and text[i] not in " \t":
-                i += 1
-            words.append(text[start:i])
+        words.append("".join(chunk))
 
 
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -213,10 +211,20 @@ def _expand(directives: list[Directive], root: str, depth: int) -> list[Directiv
         if d.key in ("include", "includeoptional"):
             result += _include(d, root, depth)
             continue
-        if d.children is not None:
+        # The body of an <IfModule> that does not hold is skipped unread, Includes too.
+        if d.children is not None and (d.key != "ifmodule" or _ifmodule_holds(d) is not False):
             d.children = _expand(d.children, root, depth)
         result.append(d)
     return result
+
+
+def _ifmodule_holds(d: Directive) -> bool | None:
+    """Whether an <IfModule> section's body is read (None: malformed, reported later)."""
+    if len(d.args) != 1:
+        return None
+    name = d.args[0]
+    wanted = not name.startswith("!")
+    return (name.lstrip("!").lower() in WSGI_MODULE_NAMES) == wanted
 
 
 def _include(d: Directive, root: str, depth: int) -> list[Directive]:
@@ -238,14 +246,18 @@ def _include(d: Directive, root: str, depth: int) -> list[Directive]:
         raise d.error(f"Include: no such file or folder {d.args[0]!r}")
     found: list[Directive] = []
     for path in paths:
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    full = os.path.join(folder, name)
-                    found += read_file(full, root=root, display=full, depth=depth + 1)
-        else:
-            found += read_file(path, root=root, display=path, depth=depth + 1)
+        found += _read_tree(path, root, depth + 1)
+    return found
+
+
+def _read_tree(path: str, root: str, depth: int) -> list[Directive]:
+    """A file, or every file below a folder: its entries sorted by name, files and
+    folders together, as Apache reads them."""
+    if not os.path.isdir(path):
+        return read_file(path, root=root, display=path, depth=depth)
+    found: list[Directive] = []
+    for name in sorted(os.listdir(path)):
+        found += _read_tree(os.path.join(path, name), root, depth)
     return found
 
 
@@ -497,10 +509,8 @@ class _Reader:
             where = "<Directory>" if context == DIRECTORY else context
             raise d.error(f"{d.name} is not allowed in {where} (allowed in: {', '.join(allowed)})")
         if key == "ifmodule":
-            name = _one(d)
-            wanted = not name.startswith("!")
-            present = name.lstrip("!").lower() in WSGI_MODULE_NAMES
-            if present == wanted:
+            _one(d)
+            if _ifmodule_holds(d):
                 assert d.children is not None
                 self.walk(d.children, context, target)
         elif key == "listen":
@@ -546,9 +556,9 @@ class _Reader:
         self.walk(d.children, VHOST, context)
 
     def directory(self, d: Directive, target: _Context) -> None:
-        path = _one(d)
-        if path == "~" or path.startswith("~"):
+        if d.args and d.args[0].startswith("~"):
             raise d.error("<Directory ~ regex> is not supported; give a folder")
+        path = _one(d)
         if glob.has_magic(path):
             raise d.error(f"<Directory {path}>: wildcards are not supported; give a folder")
         if not os.path.isabs(path):
@@ -570,7 +580,7 @@ class _Reader:
         group: Setting | None = None
         for key, value in _options(d, d.args[2:]).items():
             if key == "process-group":
-                group = Setting(_group_name(d, value), d.origin + " (process-group=)")
+                group = Setting(_group_name(d, value), d.origin + PROCESS_GROUP_OPTION)
             elif key == "application-group":
                 pass  # every application has its own module in the main interpreter
             else:
@@ -713,7 +723,7 @@ def _check_mount(
     name = group_setting.value
     if name == EMBEDDED:
         return
-    where = group_setting.origin.partition(" ")[0]
+    where = group_setting.origin.removesuffix(PROCESS_GROUP_OPTION)
     if group_setting.origin in (DEFAULT, COMMAND_LINE):
         where = alias.origin
     group = groups.get(name)
