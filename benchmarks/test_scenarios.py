@@ -72,12 +72,34 @@ def test_every_asyncwsgi_row_is_built_by_asyncwsgi_cmd(tmp_path: Path) -> None:
         "asyncwsgi-daemon": asyncwsgi_cmd.argv(
             c.app_script, c.host, c.port, "daemon", python="python"
         ),
+        "asyncwsgi-site": asyncwsgi_cmd.site_argv(
+            c.app_script, c.host, c.port, c.workdir, python="python"
+        ),
     }
     for scenario in SCENARIOS.values():
         spec = scenario.by_name()[scenario.baseline]
         assert spec.argv(c) == expected[scenario.baseline]
-        setup = {"asyncwsgi": "embedded"}.get(spec.name, spec.name.partition("-")[2])
+        setup = {"asyncwsgi": "embedded", "asyncwsgi-site": "embedded"}.get(
+            spec.name, spec.name.partition("-")[2]
+        )
         assert spec.min_processes == asyncwsgi_cmd.SETUPS[setup].min_processes
+
+
+def test_site_config_is_one_asyncwsgi_reads(tmp_path: Path) -> None:
+    from asyncwsgi.apache import read_site
+
+    app = tmp_path / "app" / "hello.wsgi"
+    app.parent.mkdir()
+    app.write_text("def application(environ, start_response): pass\n")
+    argv = asyncwsgi_cmd.site_argv(app, "127.0.0.1", 8123, tmp_path, python="py")
+    assert argv[:5] == ["py", "-m", "asyncwsgi", "--config", str(tmp_path / "site.conf")]
+    site = read_site(str(tmp_path / "site.conf"))
+    assert [str(address) for address, _ in site.listen] == ["127.0.0.1:8123"]
+    # wrk's Host (127.0.0.1:PORT) names the second virtual host, which mounts the app at /.
+    second = site.vhosts[1]
+    assert second.aliases == ("127.0.0.1",)
+    assert [(m.path, m.script) for m in second.mounts] == [("", str(app))]
+    assert second.mounts[0].htaccess == str(app.parent / ".htaccess")
 
 
 def test_reload_rows_use_asyncwsgi_cmd() -> None:
@@ -133,6 +155,12 @@ def test_scenarios_and_their_rows() -> None:
         "asyncwsgi-daemon",
         "modwsgi-daemon",
         "gunicorn-gthread-2w",
+    ]
+    assert list(SCENARIOS["site"].by_name()) == [
+        "asyncwsgi-site",
+        "asyncwsgi",
+        "gunicorn-sync",
+        "uvicorn-a2wsgi",
     ]
     assert "x 40 threads" in SCENARIOS["processes"].by_name(40)["modwsgi-embedded"].description
     for scenario in SCENARIOS.values():
