@@ -17,6 +17,7 @@ names are not case sensitive. Relative paths are taken from the main file's fold
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import ipaddress
 import os
@@ -138,7 +139,8 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         number = i + 1
         line = physical[i]
         i += 1
-        while line.endswith("\\") and i < len(physical):
+        # A backslash at the very end continues the line; an escaped one does not.
+        while line.endswith("\\") and not line.endswith("\\\\") and i < len(physical):
             line = line[:-1] + physical[i]
             i += 1
         line = line.strip()
@@ -338,6 +340,11 @@ def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
     name = _group_name(d, d.args[0])
     if not name:
         raise d.error("WSGIDaemonProcess: %{GLOBAL} names embedded mode, not a daemon group")
+    if name == "embedded":
+        raise d.error(
+            "WSGIDaemonProcess: 'embedded' names the mounts run in the server's own threads "
+            "(python -m asyncwsgi reload embedded); give the group another name"
+        )
     values: dict[str, object] = {}
     for key, text in _options(d, d.args[1:]).items():
         attr = key.replace("-", "_")
@@ -576,7 +583,8 @@ class _Reader:
         url, script = d.args[0], d.args[1]
         if not url.startswith("/"):
             raise d.error(f"WSGIScriptAlias: the URL path {url!r} must start with '/'")
-        path = url.rstrip("/")
+        # As PEP 3333 strings (UTF-8 bytes as latin-1), as request paths and SCRIPT_NAME are.
+        path = url.rstrip("/").encode("utf-8").decode("latin-1")
         group: Setting | None = None
         for key, value in _options(d, d.args[2:]).items():
             if key == "process-group":
@@ -652,6 +660,10 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
     overrides = {k: Setting(v.value, COMMAND_LINE) for k, v in (overrides or {}).items()}
 
     server = reader.server
+    for context in reader.vhosts:
+        # A <VirtualHost> without a ServerName has the main server's, as in Apache.
+        context.server_name = context.server_name or server.server_name
+    names = [context.server_name for context in reader.vhosts]
     htaccess: dict[str, Layer] = {}
     groups = reader.groups
     assigned: dict[str, tuple[str, str, str]] = {}  # group -> script, callable, origin
@@ -674,7 +686,7 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
             group_option=alias.group,
             overrides=overrides,
         )
-        _check_mount(result, htaccess.get(access), alias, groups, vhost_index, assigned)
+        _check_mount(result, htaccess.get(access), alias, groups, vhost_index, names, assigned)
         return result
 
     mounts = tuple(mount(a, [server], -1) for a in server.aliases)
@@ -712,6 +724,7 @@ def _check_mount(
     alias: _Alias,
     groups: dict[str, DaemonGroup],
     vhost: int,
+    names: list[str],
     assigned: dict[str, tuple[str, str, str]],
 ) -> None:
     d = alias.directive
@@ -733,10 +746,17 @@ def _check_mount(
             f"{where}: no WSGIDaemonProcess named {name!r} (groups: {known}), "
             f"needed by WSGIScriptAlias at {alias.origin}"
         )
-    if group.vhost not in (-1, vhost):
+    # As mod_wsgi: a group defined in a <VirtualHost> serves the virtual hosts of that
+    # ServerName (typically its :80 and :443 pair) and no other.
+    home = names[group.vhost] if group.vhost >= 0 else ""
+    if (
+        group.vhost >= 0
+        and vhost != group.vhost
+        and not (home and vhost >= 0 and names[vhost] == home)
+    ):
         raise ConfigFileError(
             f"{where}: daemon group {name!r} is defined inside another <VirtualHost> "
-            f"({group.origin}); only that virtual host can use it"
+            f"({group.origin}); only virtual hosts named {home or 'as that one'} can use it"
         )
     app = (mount.script, settings["callable"].value, alias.origin)
     earlier = assigned.setdefault(name, app)
@@ -746,6 +766,64 @@ def _check_mount(
             f"({earlier[1]}, from {earlier[2]}); a daemon group runs one application, so "
             "give this one a WSGIDaemonProcess of its own"
         )
+
+
+# --------------------------------------------------------------------------------------
+# What the command line changes
+# --------------------------------------------------------------------------------------
+
+# Command-line settings that apply to every daemon group of a site.
+GROUP_OVERRIDES = (
+    "graceful_timeout",
+    "shutdown_timeout",
+    "maximum_requests",
+    "maximum_requests_jitter",
+    "restart_interval",
+    "request_timeout",
+)
+
+
+def override_groups(site: Site, options: dict[str, object]) -> Site:
+    """The site with the command line's daemon options (``GROUP_OVERRIDES``) in every
+    WSGIDaemonProcess."""
+    given = {k: v for k, v in options.items() if k in GROUP_OVERRIDES}
+    if not given:
+        return site
+    groups = tuple(
+        dataclasses.replace(g, overridden=tuple(given), **given)  # type: ignore[arg-type]
+        for g in site.groups
+    )
+    return dataclasses.replace(site, groups=groups)
+
+
+def any_port(site: Site) -> Site:
+    """The site with every <VirtualHost> port taken as ``*``: for addresses that do not
+    come from the file's Listen lines (``--bind``), whose ports the file cannot know."""
+    vhosts = tuple(
+        dataclasses.replace(v, addresses=tuple((host, "*") for host, _ in v.addresses))
+        for v in site.vhosts
+    )
+    return dataclasses.replace(site, vhosts=vhosts)
+
+
+def unserved(site: Site, binds: tuple[BindAddress, ...]) -> list[str]:
+    """The TCP addresses where every request would get 404: no <VirtualHost> answers
+    there and the main server mounts nothing."""
+    if site.mounts:
+        return []
+    found = []
+    for address in binds:
+        if address.kind != "tcp" or address.port == 0:
+            continue
+        port = str(address.port)
+        wildcard = address.host in ("0.0.0.0", "::", "")
+        if not any(
+            p in (port, "*") and (h == "*" or wildcard or h == address.host)
+            for vhost in site.vhosts
+            for h, p in vhost.addresses
+        ):
+            found.append(str(address))
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -775,6 +853,11 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
         out += [f"Listen {address}  ({origin})" for address, origin in site.listen]
     else:
         out += [f"Listen {address}  ({bind_origin})" for address in binds]
+    out += [
+        f"warning: requests to {address} get 404: no <VirtualHost> answers there and the "
+        "main server has no WSGIScriptAlias"
+        for address in unserved(site, binds)
+    ]
     used = {
         m.settings(site.htaccess.get(m.htaccess))["process_group"].value
         for _, m in site.all_mounts()
@@ -788,7 +871,14 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
                 value = repr(group.title)
             elif isinstance(value, float):
                 value = f"{value:g}"
-            options.append(f"{key}={value}{'' if attr in group.given else ' (default)'}")
+            origin = (
+                " (command line)"
+                if attr in group.overridden
+                else ""
+                if attr in group.given
+                else " (default)"
+            )
+            options.append(f"{key}={value}{origin}")
         note = "" if group.name in used else "  -- no application uses it; not started"
         out += ["", f"WSGIDaemonProcess {group.name}  ({group.origin}){note}"]
         out += [f"    {option}" for option in options]
@@ -796,7 +886,8 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
     def mounts(label: str, items: tuple[Mount, ...]) -> None:
         out.extend(["", label])
         for m in sorted(items, key=lambda m: -len(m.path)):
-            out.append(f"  {m.path or '/'} -> {m.script}  ({m.origin})")
+            shown = m.path.encode("latin-1").decode("utf-8", "replace") or "/"
+            out.append(f"  {shown} -> {m.script}  ({m.origin})")
             settings = m.settings(site.htaccess.get(m.htaccess))
             for name, setting in settings.items():
                 out.append(

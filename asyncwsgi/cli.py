@@ -278,7 +278,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             f"give either a script ({args.app!r}) or --config; the config file's "
             "WSGIScriptAlias lines name the scripts"
         )
-    from asyncwsgi.apache import read_site
+    from asyncwsgi.apache import GROUP_OVERRIDES, any_port, override_groups, read_site
     from asyncwsgi.config import Setting
 
     # The command line wins over every context of the file, .htaccess included.
@@ -288,8 +288,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if name in options
     }
     site = read_site(args.config, overrides=overrides)
+    # The daemon options given here go to every WSGIDaemonProcess (--graceful-timeout is
+    # the server's own too).
+    site = override_groups(
+        site,
+        {
+            name: options[name] if name == "graceful_timeout" else options.pop(name)
+            for name in GROUP_OVERRIDES
+            if name in options
+        },
+    )
     if "bind" not in options and site.listen:
         options["bind"] = tuple(address for address, _ in site.listen)
+    else:
+        # Addresses from --bind (or the default): the file's <VirtualHost> ports cannot
+        # know them, so any port matches.
+        site = any_port(site)
     return Config.build(site=site, **options)
 
 

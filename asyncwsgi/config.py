@@ -320,8 +320,10 @@ class DaemonGroup:
     maximum_requests: int = 0
     restart_interval: float = 0.0
     request_timeout: float = 0.0
+    maximum_requests_jitter: int = -1  # not an option of the line: --maximum-requests-jitter
     display_name: str = ""
     given: tuple[str, ...] = ()  # the options the line gave
+    overridden: tuple[str, ...] = ()  # the options the command line gave
     vhost: int = -1  # the <VirtualHost> it was defined in (only that one may use it); -1: any
 
     @property

@@ -4,7 +4,7 @@ Rule: imports nothing of the package but ``config``; no asyncio and no I/O -- va
 a choice out.
 
 The virtual host is chosen as Apache chooses it. Of the hosts whose address is the
-connection's own IP and port, or failing those of the ``*`` hosts on that port, the one
+connection's own IP and port, or failing those of the ``*`` hosts on that port, the first
 whose ServerName or a ServerAlias (``*`` and ``?`` wildcards allowed) is the request's
 Host is taken, else the first of them. When no virtual host listens on the address, the
 main server's mounts answer. Within the host, the mount with the longest URL path that
@@ -98,12 +98,15 @@ def _by_name(
     candidates: list[tuple[VirtualHost, list[tuple[str, T]]]], host: str
 ) -> tuple[VirtualHost, list[tuple[str, T]]]:
     if host:
+        # In order, as Apache: the first host whose name, or one of whose aliases
+        # (wildcards included), is the Host.
         for entry in candidates:
             vhost = entry[0]
-            if host == vhost.server_name or host in vhost.aliases:
-                return entry
-        for entry in candidates:
-            if any(_wildcard(alias, host) for alias in entry[0].aliases):
+            if (
+                host == vhost.server_name
+                or host in vhost.aliases
+                or any(_wildcard(alias, host) for alias in vhost.aliases)
+            ):
                 return entry
     return candidates[0]
 

@@ -203,6 +203,8 @@ class Server:
         self.daemons: DaemonRunner | None = None
         self.site: SiteRunner | None = None
         self.runner: WSGIRunner | DaemonRunner | SiteRunner
+        # Before any runner starts threads: a bad certificate leaves nothing behind.
+        self.ssl = make_ssl_context(config)
         if config.site is not None:
             # Loads every embedded mount's script (ScriptLoadError) before anything listens.
             self.runner = self.site = SiteRunner(config, config.site)
@@ -236,7 +238,6 @@ class Server:
                 if config.forwarded_allow_ips
                 else None,
             )
-        self.ssl = make_ssl_context(config)
         limits = HttpLimits(
             limit_request_line=config.limit_request_line,
             limit_request_fields=config.limit_request_fields,
@@ -292,6 +293,7 @@ class Server:
         }
         runners = [self.daemons] if self.daemons is not None else []
         if self.site is not None:
+            info["mode"] = "site"
             info["app"] = self.site.site.path
             info.update(self.site.status())
             runners = list(self.site.groups.values())
@@ -359,6 +361,19 @@ class Server:
         self.source.force_reload()
 
     # -- shutdown ----------------------------------------------------------------------
+
+    async def abandon(self) -> None:
+        """Undo a ``start()`` that failed: nothing was served, so nothing is logged."""
+        if self.control is not None:
+            await self.control.close()
+        for listener in self.listeners:
+            listener.close()
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.shutdown, 1.0)
+        if self.daemons is not None:
+            await self.daemons.close()
+        if self.site is not None:
+            await self.site.close()
 
     async def shutdown(self) -> None:
         if self.control is not None:
@@ -710,7 +725,12 @@ async def serve(
         return
     source = make_source(config) if config.mode == "embedded" and config.site is None else None
     server = Server(config, source)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        # A daemon group that did not start, an address in use: stop what did start.
+        await server.abandon()
+        raise
     installed: list[int] = []
     dispatcher = asyncio.ensure_future(server.dispatch_signals())
     waiter: asyncio.Future[Any]

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
-from asyncwsgi.apache import read_htaccess
+from asyncwsgi.apache import read_htaccess, unserved
 from asyncwsgi.config import EMBEDDED, Config, Layer, Mount, Site, VirtualHost
 from asyncwsgi.daemon.front import DaemonRunner, FrontExchange
 from asyncwsgi.errors import ConfigError, ScriptLoadError
@@ -45,6 +45,7 @@ from asyncwsgi.wsgi.types import Exchange, WSGIApplication
 logger = logging.getLogger("asyncwsgi.error")
 
 _NOT_FOUND = b"Not Found\n"
+_BAD_PATH = b"Bad Request: '.' or '..' in the path\n"
 _BROKEN = b"Internal Server Error\n"
 
 
@@ -242,8 +243,17 @@ class SiteRunner:
         trust = ProxyTrust(config.forwarded_allow_ips) if config.forwarded_allow_ips else None
         vhost_routes: list[tuple[VirtualHost, list[tuple[str, SiteMount]]]] = []
         main: list[tuple[str, SiteMount]] = []
-        for vhost, mount in site.all_mounts():
-            site_mount = self._mount(vhost, mount, trust)
+        try:
+            mounted = [
+                (vhost, self._mount(vhost, mount, trust)) for vhost, mount in site.all_mounts()
+            ]
+        except BaseException:
+            # A script that does not load: nothing has started but these threads.
+            self.pool.shutdown(0)
+            self._executor.shutdown(wait=False)
+            raise
+        for vhost, site_mount in mounted:
+            mount = site_mount.config
             if vhost is None:
                 main.append((mount.path, site_mount))
             elif vhost_routes and vhost_routes[-1][0] is vhost:
@@ -260,12 +270,13 @@ class SiteRunner:
     ) -> SiteMount:
         settings = mount.settings(self.site.htaccess.get(mount.htaccess))
         site_mount = SiteMount(mount, vhost, settings)
-        if mount.htaccess:
+        # With WSGIScriptReloading from the command line, a .htaccess can change nothing.
+        if mount.htaccess and "script_reloading" not in mount.overrides:
             watch = self.watches.get(mount.htaccess)
             if watch is None:
-                watch = HtaccessWatch(
-                    mount.htaccess, stat_key(mount.htaccess), self.loop, self._executor
-                )
+                # No key yet: the first request's look reads the file again, so an edit
+                # made since read_site read it is not missed.
+                watch = HtaccessWatch(mount.htaccess, None, self.loop, self._executor)
                 self.watches[mount.htaccess] = watch
             watch.mounts.append(site_mount)
             site_mount.watch = watch
@@ -275,8 +286,12 @@ class SiteRunner:
             key = (mount.script, callable_name)
             source = self.sources.get(key)
             if source is None:
-                # Raises ScriptLoadError: nothing listens yet.
-                source = ScriptSource(mount.script, callable_name=callable_name, reloading=True)
+                try:
+                    source = ScriptSource(mount.script, callable_name=callable_name, reloading=True)
+                except ScriptLoadError as exc:  # nothing listens yet
+                    raise ScriptLoadError(
+                        exc.target, f"{exc.message} (WSGIScriptAlias at {mount.origin})"
+                    ) from exc.__cause__
                 self.sources[key] = source
                 self._initial_stats[key] = source.stat_calls
             site_mount.embedded = WSGIRunner(
@@ -304,6 +319,7 @@ class SiteRunner:
                     graceful_timeout=group.graceful_timeout,
                     shutdown_timeout=group.shutdown_timeout,
                     maximum_requests=group.maximum_requests,
+                    maximum_requests_jitter=group.maximum_requests_jitter,
                     restart_interval=group.restart_interval,
                     request_timeout=group.request_timeout,
                     title=group.title,
@@ -322,7 +338,19 @@ class SiteRunner:
                 host = value
                 break
         mounts = self.routes.mounts_for(exchange.server, host)
-        found = match(mounts, decode_path(exchange.path))
+        raw = exchange.path
+        path = decode_path(raw)
+        if b"%" in raw or "/." in path:
+            # As Apache: an encoded slash is not a path separator (AllowEncodedSlashes
+            # Off: 404), and a "." or ".." segment must not carry a request out of the
+            # mount it is routed by (400).
+            if b"%2f" in raw.lower():
+                exchange.loop_send_error("404 Not Found", _NOT_FOUND)
+                return
+            if any(segment in (".", "..") for segment in path.split("/")):
+                exchange.loop_send_error("400 Bad Request", _BAD_PATH)
+                return
+        found = match(mounts, path)
         if found is None:
             exchange.loop_send_error("404 Not Found", _NOT_FOUND)
             return
@@ -332,31 +360,35 @@ class SiteRunner:
 
     async def start(self) -> None:
         """Start every daemon group and wait until all are READY."""
-        started: list[DaemonRunner] = []
         try:
             for runner in self.groups.values():
                 await runner.start()
-                started.append(runner)
         except BaseException:
-            for runner in started:
-                await runner.close()
+            await self.close()
             raise
         for mount in self.mounts:
-            where = mount.daemons.group.name if mount.daemons is not None else "embedded"
             host = mount.vhost.server_name or "*" if mount.vhost is not None else "(main server)"
             logger.info(
                 "mount %s%s -> %s (%s, WSGIScriptReloading %s)",
                 host,
                 mount.path or "/",
                 mount.config.script,
-                where if where == "embedded" else f"daemon group {where}",
+                "embedded" if mount.daemons is None else f"daemon group {mount.daemons.group.name}",
                 "On" if mount.reloading else "Off",
+            )
+        for address in unserved(self.site, self.config.bind):
+            logger.warning(
+                "requests to %s get 404: no <VirtualHost> answers there and the main server "
+                "has no WSGIScriptAlias",
+                address,
             )
         unused = [g.name for g in self.site.groups if g.name not in self.groups]
         for name in unused:
             logger.warning("daemon group %r: no application uses it; not started", name)
 
     async def close(self) -> None:
+        """Stop the daemon groups and this site's helper thread (the server shuts the
+        worker threads down once its connections are done)."""
         for runner in self.groups.values():
             await runner.close()
         self._executor.shutdown(wait=False)
@@ -403,6 +435,7 @@ class SiteRunner:
                     "script": mount.config.script,
                     "group": mount.daemons.group.name if mount.daemons is not None else None,
                     "script_reloading": mount.reloading,
+                    "callable": mount.settings["callable"].value,
                     "broken": str(mount.broken) if mount.broken is not None else None,
                     "requests": mount.requests,
                     "script_stats": stats,

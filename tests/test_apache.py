@@ -134,6 +134,7 @@ def test_split_words_unterminated_quote(text: str) -> None:
         pytest.param("A 1\r\nB \\\r\n 2\r\n", [(1, "A 1"), (2, "B  2")], id="crlf"),
         pytest.param("A \\", [(1, "A \\")], id="backslash-on-the-last-line"),
         pytest.param("A 1 # x", [(1, "A 1 # x")], id="hash-after-directive-is-no-comment"),
+        pytest.param("A 1\\\\\nB", [(1, "A 1\\\\"), (2, "B")], id="escaped-backslash-no-cont"),
     ],
 )
 def test_logical_lines(text: str, lines: list[tuple[int, str]]) -> None:
@@ -1162,6 +1163,10 @@ ERRORS = [
     ),
     pytest.param(err(APP + "Include site.conf\n", 2, "(a loop?)"), id="include-loop"),
     pytest.param(
+        err("WSGIDaemonProcess embedded\n" + APP, 1, "'embedded' names the mounts"),
+        id="group-named-embedded",
+    ),
+    pytest.param(
         Error(
             {"site.conf": "Include a.conf\n" + APP, "a.conf": "\nWSGICallableObject 1x\n"},
             "a.conf:2",
@@ -1368,3 +1373,58 @@ def test_describe_site_listen(tmp_path: Path, bind_origin: str, listen_line: str
     binds = (BindAddress("tcp", host="10.0.0.1", port=9000),)
     text = describe_site(site, binds, bind_origin)
     assert listen_line.replace("{root}", str(tmp_path)) in text.splitlines()
+
+
+def test_vhost_without_server_name_has_the_main_servers(tmp_path: Path) -> None:
+    conf = (
+        "ServerName Main.Test\n<VirtualHost *:80>\n  WSGIScriptAlias / {root}/app/app.wsgi\n"
+        "</VirtualHost>\n<VirtualHost *:80>\n  ServerName own.test\n"
+        "  WSGIScriptAlias / {root}/app/app.wsgi\n</VirtualHost>\n"
+    )
+    site = build(tmp_path, {"site.conf": conf})
+    assert [v.server_name for v in site.vhosts] == ["main.test", "own.test"]
+
+
+def test_group_of_a_vhost_serves_the_vhosts_of_its_name(tmp_path: Path) -> None:
+    # mod_wsgi: a group defined in a <VirtualHost> serves that ServerName, e.g. :80 and :443.
+    conf = (
+        "<VirtualHost *:80>\n  ServerName shop.test\n  WSGIDaemonProcess shop\n"
+        "  WSGIScriptAlias / {root}/app/app.wsgi process-group=shop\n</VirtualHost>\n"
+        "<VirtualHost *:443>\n  ServerName shop.test\n"
+        "  WSGIScriptAlias / {root}/app/app.wsgi process-group=shop\n</VirtualHost>\n"
+    )
+    site = build(tmp_path, {"site.conf": conf})
+    assert [len(v.mounts) for v in site.vhosts] == [1, 1]
+    other = conf.replace("*:443>\n  ServerName shop.test", "*:443>\n  ServerName other.test")
+    with pytest.raises(ConfigFileError, match=r"site\.conf:8: daemon group 'shop'"):
+        build(tmp_path, {"site.conf": other})
+
+
+def test_mount_paths_are_pep3333_strings(tmp_path: Path) -> None:
+    site = build(tmp_path, {"site.conf": "WSGIScriptAlias /café {root}/app/app.wsgi\n"})
+    assert site.mounts[0].path == "/café".encode().decode("latin-1")
+    shown = describe_site(site, (BindAddress("tcp", host="127.0.0.1", port=80),), DEFAULT)
+    assert "  /café -> " in shown
+
+
+def test_command_line_daemon_options_and_any_port(tmp_path: Path) -> None:
+    from asyncwsgi.apache import any_port, override_groups, unserved
+
+    conf = (
+        "WSGIDaemonProcess g maximum-requests=9 threads=3\n<VirtualHost 127.0.0.1:80>\n"
+        "  WSGIScriptAlias / {root}/app/app.wsgi process-group=g\n</VirtualHost>\n"
+    )
+    site = override_groups(build(tmp_path, {"site.conf": conf}), {"maximum_requests": 5})
+    group = site.groups[0]
+    assert (group.maximum_requests, group.threads, group.overridden) == (
+        5,
+        3,
+        ("maximum_requests",),
+    )
+    shown = describe_site(site, (BindAddress("tcp", host="127.0.0.1", port=80),), DEFAULT)
+    assert "maximum-requests=5 (command line)" in shown and "threads=3\n" in shown
+    bind = (BindAddress("tcp", host="127.0.0.1", port=8080),)
+    assert unserved(site, bind) == ["127.0.0.1:8080"]
+    assert "warning: requests to 127.0.0.1:8080 get 404" in describe_site(site, bind, DEFAULT)
+    assert unserved(any_port(site), bind) == []
+    assert any_port(site).vhosts[0].addresses == (("127.0.0.1", "*"),)

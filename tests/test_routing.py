@@ -158,7 +158,7 @@ ROUTING_CASES = [
     pytest.param(("127.0.0.1", 9999), b"local.test", "MAIN", id="main-fallback-port"),
     pytest.param(("192.0.2.9", 8080), b"other.test", "MAIN", id="main-fallback-ip"),
     # UNIX socket: every vhost is a candidate
-    pytest.param(None, b"six.test", "SIX", id="unix-any-vhost-by-name"),
+    pytest.param(None, b"other.test", "OTHER", id="unix-any-vhost-by-name"),
     pytest.param(None, b"nobody.example", "LOCAL", id="unix-default-first-vhost"),
 ]
 
@@ -171,15 +171,18 @@ def test_mounts_for(local: Local, host: bytes | None, expected: str) -> None:
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
-        pytest.param(b"b.test", "B", id="exact-name-beats-earlier-wildcard"),
-        pytest.param(b"ab.test", "B", id="exact-alias-beats-earlier-wildcard"),
+        # As Apache: the hosts are tried in order, each by its name, then its aliases
+        # (wildcards included); an earlier wildcard beats a later exact name.
+        pytest.param(b"b.test", "A", id="earlier-wildcard-beats-later-name"),
+        pytest.param(b"ab.test", "A", id="earlier-wildcard-beats-later-alias"),
         pytest.param(b"q.test", "A", id="wildcard-alias"),
         pytest.param(b"zz.test", "A", id="first-matching-wildcard-in-order"),
         pytest.param(b"zz.example", "B", id="only-later-wildcard"),
+        pytest.param(b"d.test", "D", id="first-host-by-name"),
         pytest.param(b"test", "D", id="star-needs-its-dot-default"),
     ],
 )
-def test_names_before_wildcards(host: bytes, expected: str) -> None:
+def test_first_matching_host_in_order(host: bytes, expected: str) -> None:
     routes: Routes[str] = Routes(
         [
             (vhost("d.test", "*:80"), [("", "D")]),

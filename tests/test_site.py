@@ -4,6 +4,7 @@ that turns reloading off for one folder -- over real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -312,7 +313,9 @@ def test_command_line_options_override_the_file(tmp_path: Path) -> None:
                 assert client.get("/", headers={"Host": "www.test"}).text.split()[1] == "v1"
     finally:
         server.stop()
-    assert "0 stat(s) of the WSGI script" in server.stderr()
+    # Reloading off from the command line: neither the scripts nor the .htaccess (which
+    # could change nothing) are stat'ed.
+    assert "0 stat(s) of the WSGI script; 0 of .htaccess" in server.stderr()
 
 
 def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
@@ -350,3 +353,98 @@ def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
                 assert client.get(path, headers={"Host": host}).text.split()[0] == name
     finally:
         server.stop()
+
+
+def test_one_daemon_group_at_two_mount_points_and_any_port_with_bind(tmp_path: Path) -> None:
+    # The file's ports (80) are not where --bind listens: with --bind, any port matches.
+    write_script(tmp_path / "shop.wsgi", "shop", "v1")
+    write_script(tmp_path / "café.wsgi", "café", "v1")
+    (tmp_path / "site.conf").write_text(
+        "Listen 80\nWSGIDaemonProcess shop processes=1 threads=2\n"
+        "<VirtualHost *:80>\n  ServerName www.test\n"
+        "  WSGIScriptAlias /app shop.wsgi process-group=shop\n"
+        "  WSGIScriptAlias / shop.wsgi process-group=shop\n"
+        "  WSGIScriptAlias /café café.wsgi\n</VirtualHost>\n"
+    )
+    server = ServerProcess(
+        [
+            "--config",
+            "site.conf",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-access-log",
+            "--control-socket",
+            "none",
+            "--maximum-requests",
+            "1000",
+        ],
+        tmp_path,
+    ).wait_ready(30)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+
+            def fields(path: str) -> list[str]:
+                response = client.get(path, headers={"Host": "www.test"})
+                assert response.status_code == 200, (path, response.text)
+                return response.content.decode("utf-8").split()
+
+            # One group, two mount points: each request has its own SCRIPT_NAME, and the
+            # root mount's is empty.
+            assert fields("/foo")[3:] == ["-", "/foo"]
+            assert fields("/app/foo")[3:] == ["/app", "/foo"]
+            assert fields("/foo")[2] == fields("/app/x")[2]  # the same daemon process
+            # A UTF-8 mount point matches the percent-encoded request path.
+            name, _, _, script_name, path_info = fields("/caf%C3%A9/x")
+            assert name == "café"
+            # SCRIPT_NAME is a PEP 3333 string: the UTF-8 bytes as latin-1.
+            assert script_name == "/café".encode().decode("latin-1") and path_info == "/x"
+            # Dot segments and encoded slashes never choose a mount.
+            raw = b"GET /app/../foo HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n"
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(raw)
+                assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+            assert client.get("/app%2Ffoo", headers={"Host": "www.test"}).status_code == 404
+    finally:
+        server.stop()
+
+
+def _daemon_children() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="latin-1") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and cmdline.startswith(b"asyncwsgi: daemon leak"):
+            found.append(int(entry))
+    return found
+
+
+async def test_a_failed_start_leaves_no_daemon_processes(tmp_path: Path) -> None:
+    from asyncwsgi import serve
+    from asyncwsgi.apache import read_site
+    from asyncwsgi.config import Config
+    from asyncwsgi.errors import ConfigError
+
+    write_script(tmp_path / "app.wsgi", "app", "v1")
+    (tmp_path / "site.conf").write_text(
+        "WSGIDaemonProcess leak processes=2\nWSGIScriptAlias / app.wsgi process-group=leak\n"
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        site = read_site(str(tmp_path / "site.conf"))
+        config = Config.build(site=site, bind=(f"127.0.0.1:{port}",), control_socket="none")
+        # The daemon group starts (READY) before the address turns out to be taken.
+        with pytest.raises(ConfigError, match=r"bind 127\.0\.0\.1"):
+            await serve(config=config, shutdown_trigger=asyncio.Event().wait)
+    finally:
+        taken.close()
+    assert _daemon_children() == []

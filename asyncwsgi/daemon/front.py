@@ -237,6 +237,7 @@ class DaemonLink(asyncio.Protocol):
             stream.body_open = not body_end
             stream.credit = 0 if expect else self.request_window - len(inline)
             stream.waiting_continue = expect
+        mounted: str | None = getattr(exchange, "script_name", None)
         try:
             frame = wire.encode_request(
                 stream_id,
@@ -248,8 +249,9 @@ class DaemonLink(asyncio.Protocol):
                 client=exchange.client,
                 server=exchange.server,
                 scheme=exchange.scheme,
-                # An ASGI mount says per request where it is mounted (root_path).
-                script_name=getattr(exchange, "script_name", None) or self.runner.script_name,
+                # An ASGI mount, or a site's mount, says per request where it is
+                # mounted; "" (the root) is a mount point too.
+                script_name=self.runner.script_name if mounted is None else mounted,
                 body_length=exchange.body_length if body is not None else 0,
                 expect_continue=expect,
                 body=inline,

@@ -171,9 +171,10 @@ class ScriptSource:
                 # Loaded (or found broken) while we waited, from a newer stat than ours.
                 return self._result(current)
             taken_at = time.monotonic()
-            if not self.reloading:
-                # Only a forced reload gets here; with reloading off nothing is stat'ed.
-                key = None
+            if not self.reloading or ticket is None:
+                # Only a forced reload gets here, for a request that does not check the
+                # script (reloading off, here or for its mount): nothing is stat'ed.
+                key = None if not self.reloading else current.key
                 if current.generation == generation:
                     return self._result(current)
             else:

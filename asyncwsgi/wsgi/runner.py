@@ -39,11 +39,6 @@ class WSGIRunner:
     def submit(self, exchange: Exchange) -> None:
         self._pool.submit(self._serve, exchange, self._source.ticket())
 
-    def submit_unchecked(self, exchange: Exchange) -> None:
-        """Serve with the code loaded now, without looking at the script (a mount whose
-        reloading is off shares its script's source with one whose reloading is on)."""
-        self._pool.submit(self._serve, exchange, None)
-
     # Worker thread.
     def _serve(self, exchange: Exchange, ticket: object) -> None:
         try:
