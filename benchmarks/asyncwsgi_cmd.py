@@ -110,14 +110,20 @@ def site_argv(
     port: int,
     workdir: Path,
     *,
+    reloading: str = "",
     extra: Sequence[str] = (),
     python: str | None = None,
 ) -> list[str]:
     """``python -m asyncwsgi --config site.conf --threads 8 --no-access-log``, with
-    :data:`SITE_CONF` written to ``workdir``."""
+    :data:`SITE_CONF` written to ``workdir``; ``reloading`` ("on"/"off") adds a
+    server-wide ``WSGIScriptReloading`` line (given on the command line instead, it would
+    win over the .htaccess, which is then not watched)."""
     app = Path(app).resolve()
     conf = workdir / "site.conf"
-    conf.write_text(SITE_CONF.format(host=host, port=port, app=app, folder=app.parent))
+    text = SITE_CONF.format(host=host, port=port, app=app, folder=app.parent)
+    if reloading:
+        text = f"WSGIScriptReloading {reloading.capitalize()}\n" + text
+    conf.write_text(text)
     return [
         python or sys.executable,
         "-m",

@@ -13,8 +13,8 @@ of 127.0.0.1, waits for its ``Listening on`` line, drives it with
 then the same with ``--script-reloading off``. With ``--rounds N`` the two modes
 alternate N times. With ``--site`` the app is served from a config file instead
 (``asyncwsgi_cmd.SITE_CONF``: two virtual hosts, AllowOverride FileInfo on the app's
-folder) and the stats of the folder's .htaccess are counted too (saved as
-``stat-calls-site-STAMP``).
+folder, ``WSGIScriptReloading On|Off`` in the file) and the stats of the folder's
+.htaccess are counted too (saved as ``stat-calls-site-STAMP``).
 
 Prints, and saves to ``benchmarks/results/stat-calls-STAMP.{md,json}``, a table of
 stat calls per request (targets, DESIGN.md section 4: <= 0.2 with reloading on,
@@ -174,11 +174,11 @@ def run_mode(
     port = free_port()
     out_path = workdir / f"stdout-{mode}.log"
     err_path = workdir / f"stderr-{mode}.log"
-    extra = ("--script-reloading", mode)
     if args.site:
-        argv = asyncwsgi_cmd.site_argv(app, HOST, port, workdir, extra=extra)
+        # In the file, so that the folder's .htaccess is watched as it would be.
+        argv = asyncwsgi_cmd.site_argv(app, HOST, port, workdir, reloading=mode)
     else:
-        argv = asyncwsgi_cmd.argv(app, HOST, port, "embedded", extra=extra)
+        argv = asyncwsgi_cmd.argv(app, HOST, port, "embedded", extra=("--script-reloading", mode))
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
             argv,
