@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a client has to send its request headers (default 10)",
     )
     add(
+        "--send-timeout",
+        type=_seconds,
+        metavar="S",
+        help="drop a client that takes none of its response for this long (default 60)",
+    )
+    add(
         "--limit-request-line",
         type=_count,
         metavar="BYTES",
@@ -239,6 +245,7 @@ _OPTION_NAMES = (
     "graceful_timeout",
     "keep_alive_timeout",
     "header_timeout",
+    "send_timeout",
     "limit_request_line",
     "limit_request_fields",
     "limit_request_field_size",

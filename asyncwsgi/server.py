@@ -245,6 +245,7 @@ class Server:
             limit_request_body=config.limit_request_body or sys.maxsize,
             keep_alive_timeout=config.keep_alive_timeout,
             header_timeout=config.header_timeout,
+            send_timeout=config.send_timeout,
             max_connections=config.max_connections,
         )
         self.state = ServerState(

@@ -7,6 +7,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from tests.conftest import recv_until_closed
 
 
@@ -54,3 +56,53 @@ def test_pipelined_requests_are_answered_on_sigterm(start_server) -> None:  # ty
     assert data.rstrip().endswith(b"/2")
     assert data.count(b"Connection: close") == 1  # only the last one closes
     assert server.proc.wait(timeout=15) == 0
+
+
+BIG_APP = """\
+import os
+
+SIZE = 16 * 1024 * 1024
+STREAM = os.environ["BIG_STREAM"] == "1"
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(SIZE))])
+    if STREAM:
+        return (b"x" * 65536 for _ in range(SIZE // 65536))
+    return [b"x" * SIZE]
+"""
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        # One piece: the response is finished at once and waits in the server's buffer.
+        pytest.param("0", id="finished-response"),
+        # Streamed: the worker thread writing it waits for the client.
+        pytest.param("1", id="worker-waiting"),
+    ],
+)
+def test_a_client_that_never_reads_is_dropped_after_send_timeout(  # type: ignore[no-untyped-def]
+    start_server, tmp_path, stream: str
+) -> None:
+    script = tmp_path / "big.wsgi"
+    script.write_text(BIG_APP)
+    server = start_server(script, "--send-timeout", "1", env={"BIG_STREAM": stream})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    # The client takes nothing for well over --send-timeout, then reads what is left.
+    time.sleep(4)
+    data = b""
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    # Dropped, not kept open until the client reads it all.
+    assert len(data) < 16 * 1024 * 1024

@@ -45,7 +45,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A response may be sent while the request body is still arriving; the connection stays
 # usable only if what is left of the body is small enough to read and throw away.
 _DRAIN_LIMIT = 64 * 1024
-# How long a worker waits for the client to send more body or take more response bytes.
+# How long a worker waits for the client to send more request body (taking response
+# bytes has its own limit, ``HttpLimits.send_timeout``).
 _IO_WAIT = 60.0
 
 
@@ -487,7 +488,7 @@ class Exchange:
         waiter = self._waiter
         if waiter is None:
             waiter = self._waiter = threading.Event()
-        deadline = time.monotonic() + _IO_WAIT
+        deadline = time.monotonic() + protocol.limits.send_timeout
         while True:
             waiter.clear()
             if protocol.disconnected:
@@ -643,6 +644,7 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes = 0
         self.deadline = 0.0  # monotonic time the connection times out at; 0: none
         self._pending_reject: tuple[str, str] | None = None
+        self._linger_left = 0  # bytes still buffered at the last look after close()
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -960,7 +962,7 @@ class HttpProtocol(asyncio.Protocol):
         if the socket was not free for it (nothing sent then)."""
         sent = 0
         poller = select.poll()
-        deadline = time.monotonic() + _IO_WAIT
+        deadline = time.monotonic() + self.limits.send_timeout
         while sent < count:
             with self.lock:
                 fd = self.direct_fd
@@ -980,7 +982,7 @@ class HttpProtocol(asyncio.Protocol):
                 break  # the file is shorter than it was: the caller closes the connection
             if n > 0:
                 sent += n
-                deadline = time.monotonic() + _IO_WAIT
+                deadline = time.monotonic() + self.limits.send_timeout
                 continue
             # The socket is full: wait (outside the lock) until the client reads.
             if time.monotonic() > deadline:
@@ -1140,6 +1142,33 @@ class HttpProtocol(asyncio.Protocol):
             self._release_fd()
         if not self.disconnected:
             self.transport.close()
+            left = self.transport.get_write_buffer_size()
+            if left:
+                # close() waits for the buffered response to be sent; a client that
+                # never reads it would hold the connection for ever.
+                self._linger_left = left
+                asyncio.get_running_loop().call_later(
+                    self.limits.send_timeout, self._drop_if_stalled
+                )
+
+    def _drop_if_stalled(self) -> None:
+        if self.disconnected:
+            return
+        left = self.transport.get_write_buffer_size()
+        if left and left == self._linger_left:
+            logger.info(
+                "%s took none of the last %d byte(s) of its response in %g s; dropping it",
+                self._client_text(),
+                left,
+                self.limits.send_timeout,
+            )
+            self.transport.abort()
+            return
+        if not left:
+            return  # all sent; connection_lost follows
+        # Still taking bytes: look again later.
+        self._linger_left = left
+        asyncio.get_running_loop().call_later(self.limits.send_timeout, self._drop_if_stalled)
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise after the requests already read are answered."""

@@ -40,6 +40,8 @@ class HttpLimits:
     limit_request_body: int = 1 << 30
     keep_alive_timeout: float = 5.0
     header_timeout: float = 10.0
+    # A client that takes no response bytes for this long is dropped.
+    send_timeout: float = 60.0
     max_connections: int = 4096
     # Body bytes buffered per request before reading from the socket pauses.
     body_buffer: int = 256 * 1024
