@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a client has to send its request headers (default 10)",
     )
     add(
+        "--body-timeout",
+        type=_seconds,
+        metavar="S",
+        help="a request body must arrive within S seconds, extended by one second per 500 "
+        "bytes received; slower gets 408 (default 20)",
+    )
+    add(
         "--send-timeout",
         type=_seconds,
         metavar="S",
@@ -246,6 +253,7 @@ _OPTION_NAMES = (
     "keep_alive_timeout",
     "header_timeout",
     "send_timeout",
+    "body_timeout",
     "limit_request_line",
     "limit_request_fields",
     "limit_request_field_size",

@@ -99,6 +99,7 @@ class Config:
     keep_alive_timeout: float = 5.0
     header_timeout: float = 10.0
     send_timeout: float = 60.0
+    body_timeout: float = 20.0
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
@@ -152,7 +153,13 @@ class Config:
         _positive_int("limit_request_body", self.limit_request_body, allow_zero=True)
         _positive_int("max_connections", self.max_connections)
         _positive_int("backlog", self.backlog)
-        for name in ("graceful_timeout", "keep_alive_timeout", "header_timeout", "send_timeout"):
+        for name in (
+            "graceful_timeout",
+            "keep_alive_timeout",
+            "header_timeout",
+            "send_timeout",
+            "body_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}: must be a positive number of seconds, not {value!r}")

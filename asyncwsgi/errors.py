@@ -46,5 +46,9 @@ class BadRequestBody(OSError):
     """
 
 
+class RequestBodyTimeout(BadRequestBody):
+    """The request body arrived too slowly (``body_timeout``); the answer is 408."""
+
+
 class RequestBodyTooLarge(BadRequestBody):
     """The request body grew past ``limit_request_body`` while the application read it."""

@@ -246,6 +246,7 @@ class Server:
             keep_alive_timeout=config.keep_alive_timeout,
             header_timeout=config.header_timeout,
             send_timeout=config.send_timeout,
+            body_timeout=config.body_timeout,
             max_connections=config.max_connections,
         )
         self.state = ServerState(

@@ -106,3 +106,34 @@ def test_a_client_that_never_reads_is_dropped_after_send_timeout(  # type: ignor
     assert data.startswith(b"HTTP/1.1 200 OK")
     # Dropped, not kept open until the client reads it all.
     assert len(data) < 16 * 1024 * 1024
+
+
+def test_a_trickling_request_body_gets_408_and_frees_the_worker(start_server) -> None:  # type: ignore[no-untyped-def]
+    # One worker thread: if the trickling client held it, the second request would wait.
+    server = start_server("review_apps:read_body", "--body-timeout", "1", "--threads", "1")
+    slow = server.connect()
+    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+    started = time.monotonic()
+    slow.settimeout(0.3)
+    answer = b""
+    while time.monotonic() - started < 15 and not answer:
+        try:
+            slow.sendall(b"c")  # one byte every 0.3 s: far under 500 bytes/s
+            answer = slow.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - started < 10
+    slow.close()
+    # The worker is free again, and a body sent at an ordinary pace is read whole.
+    steady = server.connect()
+    steady.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6000\r\nConnection: close\r\n\r\n"
+    )
+    for _ in range(6):
+        steady.sendall(b"x" * 1000)  # 4000 bytes/s for 1.5 s: above the minimum rate
+        time.sleep(0.25)
+    data = recv_until_closed(steady)
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\n6000\n"), data

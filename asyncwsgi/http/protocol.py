@@ -25,7 +25,12 @@ from typing import Any, cast
 import httptools
 
 from asyncwsgi.chunks import take
-from asyncwsgi.errors import BadRequestBody, ClientDisconnected, RequestBodyTooLarge
+from asyncwsgi.errors import (
+    BadRequestBody,
+    ClientDisconnected,
+    RequestBodyTimeout,
+    RequestBodyTooLarge,
+)
 from asyncwsgi.http.framing import (
     CHUNKED,
     LAST_CHUNK,
@@ -645,6 +650,11 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = 0.0  # monotonic time the connection times out at; 0: none
         self._pending_reject: tuple[str, str] | None = None
         self._linger_left = 0  # bytes still buffered at the last look after close()
+        # The request body being read, and when it must have come further (body_timeout).
+        self._body_watched: RequestBody | None = None
+        self._body_deadline = 0.0
+        self._body_seen = 0
+        self._body_checked = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -1103,7 +1113,11 @@ class HttpProtocol(asyncio.Protocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
 
     def check_deadline(self, now: float) -> None:
-        """Called by the server's timer: enforce the header and keep-alive timeouts."""
+        """Called by the server's timer: enforce the header, body and keep-alive
+        timeouts."""
+        parsing = self._parsing
+        if parsing is not None and parsing.body is not None and not self.disconnected:
+            self._check_body(parsing, parsing.body, now)
         if self._active is not None or self._queue or self.disconnected:
             return
         if self.state.shutting_down and not self._in_message:
@@ -1116,6 +1130,46 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject("408 Request Timeout", "request headers not received in time")
             else:
                 self._close()
+
+    def _check_body(self, exchange: Exchange, body: RequestBody, now: float) -> None:
+        # As Apache's mod_reqtimeout: a body that stops coming, or trickles in slower than
+        # body_min_rate, holds a worker thread (or the connection) for nothing.
+        limits = self.limits
+        if body is not self._body_watched:
+            self._body_watched = body
+            self._body_deadline = now + limits.body_timeout
+            self._body_seen = body.received
+            self._body_checked = now
+            return
+        if body.eof or body.error is not None:
+            return
+        if self._reading_paused:
+            # We are not reading (the application has not taken what came): not the
+            # client's time.
+            self._body_deadline += now - self._body_checked
+        gained = body.received - self._body_seen
+        if gained:
+            self._body_seen = body.received
+            self._body_deadline = min(
+                self._body_deadline + gained / limits.body_min_rate, now + limits.body_timeout
+            )
+        self._body_checked = now
+        if now < self._body_deadline:
+            return
+        logger.info(
+            "request body from %s too slow (%d byte(s) in); answering 408",
+            self._client_text(),
+            body.received,
+        )
+        self._parsing = None
+        exchange.keep_alive = False
+        if exchange.finished:
+            # Answered already; only the rest of the body was awaited.
+            self._close()
+            return
+        exchange.error_status = "408 Request Timeout"
+        body.fail(RequestBodyTimeout("request body too slow"))
+        self._set_pause(body=True)  # nothing more of it is wanted
 
     def _set_pause(self, *, body: bool | None = None, pipeline: bool | None = None) -> None:
         if body is not None:

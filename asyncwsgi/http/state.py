@@ -42,6 +42,10 @@ class HttpLimits:
     header_timeout: float = 10.0
     # A client that takes no response bytes for this long is dropped.
     send_timeout: float = 60.0
+    # A request body must keep coming: within this many seconds, plus one second per
+    # ``body_min_rate`` bytes received (never more than this far ahead); else 408.
+    body_timeout: float = 20.0
+    body_min_rate: int = 500
     max_connections: int = 4096
     # Body bytes buffered per request before reading from the socket pauses.
     body_buffer: int = 256 * 1024
@@ -112,7 +116,13 @@ class ServerState:
         # One timer for the whole server: refreshes the Date header and enforces every
         # connection's deadline, so requests never create or cancel timers of their own.
         self._interval = max(
-            0.05, min(1.0, limits.keep_alive_timeout / 4, limits.header_timeout / 4)
+            0.05,
+            min(
+                1.0,
+                limits.keep_alive_timeout / 4,
+                limits.header_timeout / 4,
+                limits.body_timeout / 4,
+            ),
         )
         self._timer: asyncio.TimerHandle | None = None
         self._tick()
