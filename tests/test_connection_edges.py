@@ -92,8 +92,8 @@ def test_a_client_that_never_reads_is_dropped_after_send_timeout(  # type: ignor
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    # The client takes nothing for well over --send-timeout, then reads what is left.
-    time.sleep(4)
+    # The client takes nothing for over twice --send-timeout, then reads what is left.
+    time.sleep(2.5)
     data = b""
     sock.settimeout(10)
     try:
