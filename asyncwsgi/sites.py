@@ -241,28 +241,17 @@ class SiteRunner:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-htaccess")
         self._initial_stats: dict[tuple[str, str], int] = {}
         trust = ProxyTrust(config.forwarded_allow_ips) if config.forwarded_allow_ips else None
-        vhost_routes: list[tuple[VirtualHost, list[tuple[str, SiteMount]]]] = []
-        main: list[tuple[str, SiteMount]] = []
         try:
-            mounted = [
-                (vhost, self._mount(vhost, mount, trust)) for vhost, mount in site.all_mounts()
+            main = [(m.path, self._mount(None, m, trust)) for m in site.mounts]
+            vhost_routes = [
+                (vhost, [(m.path, self._mount(vhost, m, trust)) for m in vhost.mounts])
+                for vhost in site.vhosts
             ]
         except BaseException:
             # A script that does not load: nothing has started but these threads.
             self.pool.shutdown(0)
             self._executor.shutdown(wait=False)
             raise
-        for vhost, site_mount in mounted:
-            mount = site_mount.config
-            if vhost is None:
-                main.append((mount.path, site_mount))
-            elif vhost_routes and vhost_routes[-1][0] is vhost:
-                vhost_routes[-1][1].append((mount.path, site_mount))
-            else:
-                vhost_routes.append((vhost, [(mount.path, site_mount)]))
-        for vhost in site.vhosts:
-            if not any(v is vhost for v, _ in vhost_routes):
-                vhost_routes.append((vhost, []))
         self.routes: Routes[SiteMount] = Routes(vhost_routes, main)
 
     def _mount(
@@ -412,22 +401,19 @@ class SiteRunner:
     @property
     def stat_calls(self) -> int:
         """Stats of the scripts on the request path (not the one at start-up)."""
-        embedded = sum(
-            source.stat_calls - self._initial_stats[key] for key, source in self.sources.items()
-        )
+        embedded = sum(self._script_stats(key) for key in self.sources)
         return embedded + sum(runner.stat_calls for runner in self.groups.values())
+
+    def _script_stats(self, key: tuple[str, str]) -> int:
+        return self.sources[key].stat_calls - self._initial_stats[key]
 
     def status(self) -> dict[str, Any]:
         mounts = []
         for mount in self.mounts:
-            key = (mount.config.script, mount.settings["callable"].value)
-            source = self.sources.get(key)
             if mount.daemons is not None:
                 stats = mount.daemons.stat_calls
-            elif source is not None:
-                stats = source.stat_calls - self._initial_stats[key]
             else:
-                stats = 0
+                stats = self._script_stats((mount.config.script, mount.settings["callable"].value))
             mounts.append(
                 {
                     "vhost": mount.vhost.server_name if mount.vhost is not None else None,

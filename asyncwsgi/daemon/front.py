@@ -79,6 +79,11 @@ class FrontExchange(RequestHead, Protocol):
     def disconnected(self) -> bool: ...
     @property
     def writable(self) -> bool: ...
+    @property
+    def script_name(self) -> str | None:
+        """Where this request is mounted (an ASGI mount's root_path, a site's
+        WSGIScriptAlias); None: the runner's own mount point."""
+        ...
 
     def loop_respond(
         self,
@@ -237,7 +242,7 @@ class DaemonLink(asyncio.Protocol):
             stream.body_open = not body_end
             stream.credit = 0 if expect else self.request_window - len(inline)
             stream.waiting_continue = expect
-        mounted: str | None = getattr(exchange, "script_name", None)
+        mounted = exchange.script_name
         try:
             frame = wire.encode_request(
                 stream_id,
@@ -249,8 +254,7 @@ class DaemonLink(asyncio.Protocol):
                 client=exchange.client,
                 server=exchange.server,
                 scheme=exchange.scheme,
-                # An ASGI mount, or a site's mount, says per request where it is
-                # mounted; "" (the root) is a mount point too.
+                # "" (the root) is a mount point too.
                 script_name=self.runner.script_name if mounted is None else mounted,
                 body_length=exchange.body_length if body is not None else 0,
                 expect_continue=expect,

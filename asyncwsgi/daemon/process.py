@@ -323,13 +323,7 @@ class _Stream:
         if self.body_allowed:
             fd = file.fileno()
             while count > 0:
-                if self.cancelled:
-                    raise ClientDisconnected("client disconnected")
-                available = self._granted - self._spent
-                if available <= 0:
-                    self._wait_credit()
-                    continue
-                block = os.pread(fd, min(count, available, _MAX_CHUNK), offset)
+                block = os.pread(fd, self._allowance(count), offset)
                 if not block:
                     break  # the file shrank; the front sees the short body
                 offset += len(block)
@@ -366,16 +360,21 @@ class _Stream:
         view = memoryview(data)
         offset = 0
         while offset < size:
-            if self.cancelled:
-                raise ClientDisconnected("client disconnected")
-            available = self._granted - self._spent
-            if available <= 0:
-                self._wait_credit()
-                continue
-            n = min(available, size - offset, _MAX_CHUNK)
+            n = self._allowance(size - offset)
             self._spent += n
             self._send_body(view[offset : offset + n])
             offset += n
+
+    def _allowance(self, want: int) -> int:
+        """How many of ``want`` body bytes may go now (at most a frame's worth), waiting
+        for the front's credit while there is none."""
+        while True:
+            if self.cancelled:
+                raise ClientDisconnected("client disconnected")
+            available = self._granted - self._spent
+            if available > 0:
+                return min(available, want, _MAX_CHUNK)
+            self._wait_credit()
 
     def _wait_credit(self) -> None:
         """Block until the front grants response credit (it does as the client reads)."""
