@@ -1,5 +1,5 @@
 """ASGI applications that real hosts (uvicorn, hypercorn, granian) serve in
-tests/test_asgi_hosts.py.
+tests/asgi/test_asgi_hosts.py.
 
 ``app``: a Starlette application with the WSGI test apps (``asgi_wsgi_apps``) mounted
 at ``/legacy`` through ``asyncwsgi.WSGIApp``, a WSGI script (``$ASGI_TEST_SCRIPT``, if

@@ -1,4 +1,4 @@
-"""The application of tests/test_cli.py (``cli_app:application``).
+"""The application of tests/server/test_cli.py (``cli_app:application``).
 
 ``/slow?s=N`` sleeps N seconds; it appends ``slow started`` to the file named by
 ``CLI_TEST_EVENTS`` first, so a test can signal the server while the request is in flight.

@@ -1,4 +1,4 @@
-"""Echo application for the raw HTTP tests (tests/test_http_raw.py).
+"""Echo application for the raw HTTP tests (tests/http/test_http_raw.py).
 
 Routes, chosen by the first segment of PATH_INFO:
 

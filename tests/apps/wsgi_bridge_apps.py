@@ -1,4 +1,4 @@
-"""WSGI applications for tests/test_wsgi_bridge.py, dispatched on PATH_INFO.
+"""WSGI applications for tests/wsgi/test_wsgi_bridge.py, dispatched on PATH_INFO.
 
 Served as ``wsgi_bridge_apps:application`` (or ``:validated``, the same app inside
 ``wsgiref.validate.validator``). Events worth checking from the test (``close()`` calls,

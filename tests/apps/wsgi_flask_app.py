@@ -1,4 +1,4 @@
-"""A small Flask application for tests/test_wsgi_bridge.py (``wsgi_flask_app:app``)."""
+"""A small Flask application for tests/wsgi/test_wsgi_bridge.py (``wsgi_flask_app:app``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upload and large-response endpoints for tests/test_memory.py.
+"""Upload and large-response endpoints for tests/http/test_memory.py.
 
 Served as ``wsgi_memory_app:application``. ``POST /upload`` reads the body in 64 KiB
 blocks, as an upload app does, and answers ``<size> <sha256>``; with ``?pause=S`` it waits

@@ -108,7 +108,7 @@ def test_under_uvicorn_over_a_socket(tmp_path: Path) -> None:
     import sys
     import time
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     script = tmp_path / "app.wsgi"
     write_script(script, "v1")
     (tmp_path / "daemon_host.py").write_text(HOST_APP)

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
+ROOT = Path(__file__).resolve().parents[2]
+APPS = Path(__file__).resolve().parents[1] / "apps"
 HOSTS = ["uvicorn", "hypercorn-trio", "granian"]
 SCRIPT = """
 VERSION = {version!r}

@@ -38,7 +38,7 @@ from asyncwsgi.daemon.control import (
 )
 from asyncwsgi.errors import AsyncWSGIError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- fixtures -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 wherever a2wsgi is correct.
 
 Left out of the corpus, on purpose, because a2wsgi is wrong there (each has its own
-test in tests/test_asgi.py or is a deliberate difference):
+test in tests/asgi/test_asgi.py or is a deliberate difference):
 
 * ``readline(size)`` as the first read (a2wsgi returns ``b""`` before any body arrived);
 * ``readlines(hint)`` (a2wsgi counts lines, not bytes), and ``readlines()``/iteration
