@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/reload_under_load.py [--scenario embedded|daemon|all]
         [--only NAME,...] [--clients 16] [--before 2] [--after 2]
-        [--write replace|inplace] [--client asyncio|threads] [--rounds N] [--no-save]
+        [--write replace|inplace] [--client asyncio|threads] [--rounds N]
+        [--baseline DIR] [--no-save]
 
 Servers, by ``--scenario`` (default ``embedded``; ``--only`` takes a comma-separated
 subset of all of them and overrides it):
@@ -36,6 +37,14 @@ and run the script (``process start``). Every multi-process server must show its
 processes once it answers (the tree of the started process and its process group,
 from /proc), else it is reported as not run: an asyncwsgi that ignored ``--mode
 daemon`` would otherwise be measured as one embedded process.
+
+``--baseline DIR`` (another checkout of this repository, e.g. ``git worktree add
+/tmp/before COMMIT``) runs every asyncwsgi row twice, with this checkout's code and then,
+as ``NAME@baseline``, with DIR's (every other pair, and round, the baseline first), and
+reports both in one table, each baseline row under its own: same interpreter, command
+line and app. Both are pinned to their checkout (first on PYTHONPATH) and checked before
+they start (``baseline.verify``: asyncwsgi and every module it loads must import from
+there); a row that would run other code is reported as not run.
 
 For each server: copy ``reload_apps/versioned.py`` (answers ``version=1``) into a
 fresh world-readable temp folder as ``reload_app.py``, start the server on a free
@@ -71,6 +80,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import http.client
@@ -336,6 +346,20 @@ def _short_error(text: str) -> str:
     return f"{lines[0]} … {lines[-1]}"
 
 
+def baseline_lines(meta: dict[str, Any]) -> list[str]:
+    """``--baseline``: which code each side ran (nothing without it)."""
+    if not meta.get("baseline"):
+        return []
+    return [
+        f"Rows named `NAME@baseline` ran asyncwsgi from the baseline checkout "
+        f"{meta['baseline']}, the other asyncwsgi rows from this checkout, {meta['current']}: "
+        "same interpreter, command line and app, each pair back to back (every other pair "
+        "baseline first). Each was checked before it started to import asyncwsgi, and every "
+        "module it loads, from its checkout (`ran ...` under Servers).",
+        "",
+    ]
+
+
 def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The Markdown report: a table of metrics plus notes, from JSON-ready results."""
     lines = [
@@ -345,6 +369,7 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         f"{meta['before_s']:g} s of load, script rewritten ({meta['write']}), "
         f"{meta['after_s']:g} s more. Machine: {meta['machine']}.",
         "",
+        *baseline_lines(meta),
         "| server | responses | req/s | failed | longest gap (ms) | gap began (ms) "
         "| switch-over (ms) | old code after change | other CPU load (cores) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -361,6 +386,8 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
             lines.append(f"| {name} | not run | | | | | | | |")
             notes.append(f"- {name}: not run — {_short_error(str(r.get('error')))}")
             continue
+        if r.get("code") and "ran asyncwsgi" not in servers[r["name"]]:
+            servers[r["name"]] += f"; ran {r['code']}"
         if r.get("processes") and "processes:" not in servers[r["name"]]:
             servers[r["name"]] += f"; processes: {r['processes']}"
         if r.get("reload_log") and "logged" not in servers[r["name"]]:
@@ -732,13 +759,25 @@ class SubprocessServer(Server):
         self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
+        # --baseline: the checkout whose asyncwsgi must run, and what was checked to run.
+        self.checkout: Path | None = None
+        self.code = ""
 
     def start(self, script: Path, port: int) -> None:
         self.log_path = script.parent / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = self.argv(script, port)
+        if self.checkout is not None:
+            import baseline
+
+            # Started in the script's folder, so PYTHONPATH decides; the probe imports with
+            # this very interpreter, environment and folder. Raises: reported as not run.
+            env = baseline.pinned_env(env, self.checkout)
+            self.code = baseline.verify(argv[0], env, script.parent, self.checkout).describe()
+            log(f"    {self.code}")
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(
-                self.argv(script, port),
+                argv,
                 cwd=script.parent,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -985,6 +1024,58 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 }
 
 
+def is_asyncwsgi(spec: ServerSpec) -> bool:
+    """A row that runs asyncwsgi's code: run twice with ``--baseline``."""
+    return "asyncwsgi" in spec.requires
+
+
+def baseline_spec(spec: ServerSpec) -> ServerSpec:
+    """``spec`` as its ``@baseline`` row: the same server, another name."""
+    import baseline
+
+    return dataclasses.replace(
+        spec,
+        name=baseline.row_name(spec.name, True),
+        description=f"{spec.description}; the baseline checkout's code",
+    )
+
+
+def plan_runs(
+    specs: Sequence[ServerSpec], rounds: int, with_baseline: bool
+) -> list[tuple[int, ServerSpec, bool]]:
+    """``(round, server, from_baseline)`` in the order to run them: per round, the servers
+    in order, each asyncwsgi row twice with ``--baseline`` (``baseline.run_order``: the
+    side that goes first alternates from pair to pair, across rounds too)."""
+    import baseline
+
+    by_name = {spec.name: spec for spec in specs}
+    names = list(by_name)
+    ours = _run_twice(by_name, with_baseline)
+    pairs = sum(1 for name in names if ours(name))
+    return [
+        (round_no, by_name[name], from_baseline)
+        for round_no in range(1, rounds + 1)
+        for name, from_baseline in baseline.run_order(names, ours, (round_no - 1) * pairs)
+    ]
+
+
+def row_names(specs: Sequence[ServerSpec], with_baseline: bool) -> list[str]:
+    """The report's rows, in order: each asyncwsgi row's baseline right after it."""
+    import baseline
+
+    by_name = {spec.name: spec for spec in specs}
+    return baseline.table_order(list(by_name), _run_twice(by_name, with_baseline))
+
+
+def _run_twice(by_name: dict[str, ServerSpec], with_baseline: bool) -> Callable[[str], bool]:
+    """Which rows run twice: the asyncwsgi ones, with ``--baseline``."""
+
+    def ours(name: str) -> bool:
+        return with_baseline and is_asyncwsgi(by_name[name])
+
+    return ours
+
+
 def unavailable(spec: ServerSpec) -> str | None:
     import importlib.util
 
@@ -1108,7 +1199,10 @@ def other_processes_cpu(before: Any, after: Any, server_pgid: int) -> tuple[floa
     return total, f"{total:.2f} cores used by other processes ({top or 'spread thin'})"
 
 
-def run_one(spec: ServerSpec, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(
+    spec: ServerSpec, args: argparse.Namespace, checkout: Path | None = None
+) -> dict[str, Any]:
+    """One measurement; ``checkout`` (``--baseline``): the checkout whose asyncwsgi runs."""
     import cpustat
 
     result: dict[str, Any] = {"name": spec.name, "description": spec.description}
@@ -1119,10 +1213,15 @@ def run_one(spec: ServerSpec, args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"reload-{spec.name}-"))
     folder.chmod(0o755)  # Apache's children (www-data) must read the script
     server = spec.make()
+    if checkout is not None:
+        assert isinstance(server, SubprocessServer), f"{spec.name} cannot be pinned"
+        server.checkout = checkout
     try:
         script = write_initial_app(folder)
         port = free_port()
         server.start(script, port)
+        if isinstance(server, SubprocessServer) and server.code:
+            result["code"] = server.code
         wait_ready(server, port)
         result["processes"] = check_processes(server, spec)
 
@@ -1259,6 +1358,8 @@ def versions() -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    import baseline
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument(
         "--scenario",
@@ -1283,6 +1384,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=15.0,
         help="before each run, wait up to S s for other processes to go idle",
     )
+    parser.add_argument(
+        "--baseline",
+        type=baseline.checkout_dir,
+        default=None,
+        metavar="DIR",
+        help="also run every asyncwsgi row with the code of DIR, another checkout of this "
+        "repository (git worktree add DIR COMMIT), as NAME@baseline right after it",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only, write no files")
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 20:
@@ -1299,6 +1408,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.servers = [SERVERS_BY_NAME[n] for n in names]
     else:
         args.servers = [SERVERS_BY_NAME[n] for n in SCENARIOS[args.scenario]]
+    if args.baseline is not None and not any(is_asyncwsgi(s) for s in args.servers):
+        parser.error("--baseline needs an asyncwsgi row among the servers (see --only)")
     return args
 
 
@@ -1342,8 +1453,10 @@ def dumps_compact_lists(obj: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(BENCH_DIR))  # baseline, cpustat, apache.modwsgi
     args = parse_args(argv)
-    sys.path.insert(0, str(BENCH_DIR))  # cpustat, apache.modwsgi
+    import baseline
+
     now = dt.datetime.now()
     stamp = now.strftime("%Y%m%d-%H%M")
     meta = {
@@ -1360,19 +1473,24 @@ def main(argv: list[str] | None = None) -> int:
             process_start_ms() if any(s.min_processes > 1 for s in args.servers) else None
         ),
     }
+    with_baseline = args.baseline is not None
+    if with_baseline:
+        meta["baseline"] = baseline.label(args.baseline)
+        meta["current"] = baseline.label(baseline.THIS_CHECKOUT)
     results = []
-    for round_no in range(1, args.rounds + 1):
-        for spec in args.servers:
-            label = f" (round {round_no}/{args.rounds})" if args.rounds > 1 else ""
-            log(f"--- {spec.name}{label}: {spec.description}")
-            wait_for_quiet_machine(args.quiet_wait)
-            r = run_one(spec, args)
-            r.update(round=round_no, rounds=args.rounds)
-            report_progress(r)
-            results.append(r)
-    if args.rounds > 1:  # one table block per server, rounds together
-        order = {spec.name: i for i, spec in enumerate(args.servers)}
-        results.sort(key=lambda r: (order[r["name"]], r["round"]))
+    for round_no, spec, from_baseline in plan_runs(args.servers, args.rounds, with_baseline):
+        row = baseline_spec(spec) if from_baseline else spec
+        checkout = baseline.checkout_for(is_asyncwsgi(spec), from_baseline, args.baseline)
+        label = f" (round {round_no}/{args.rounds})" if args.rounds > 1 else ""
+        log(f"--- {row.name}{label}: {row.description}")
+        wait_for_quiet_machine(args.quiet_wait)
+        r = run_one(row, args, checkout)
+        r.update(round=round_no, rounds=args.rounds)
+        report_progress(r)
+        results.append(r)
+    # One table block per row, rounds together; a baseline row right under its own.
+    rows = row_names(args.servers, with_baseline)
+    results.sort(key=lambda r: (rows.index(r["name"]), r["round"]))
     report = render_markdown(results, meta)
     print(report)
     if args.no_save:
@@ -1384,7 +1502,7 @@ def main(argv: list[str] | None = None) -> int:
     png_path = RESULTS_DIR / f"reload-timeline{suffix}-{stamp}.png"
     scrub = __import__("cpustat").scrub_paths
     json_path.write_text(scrub(dumps_compact_lists({"meta": meta, "servers": results})) + "\n")
-    shown = [median_run([r for r in results if r["name"] == spec.name]) for spec in args.servers]
+    shown = [median_run([r for r in results if r["name"] == name]) for name in rows]
     title = f"Reload under load, {meta['date']} — {meta['machine']}"
     if args.rounds > 1:
         title += f"\n(per server, the round with the median longest gap of {args.rounds})"

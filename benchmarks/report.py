@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from baseline import SUFFIX as BASELINE_SUFFIX
 from wrkparse import WrkResult
 
 BASELINE = "asyncwsgi"
@@ -113,6 +114,28 @@ def format_ratio(baseline_rps: float | None, peer_rps: float | None) -> str:
     if baseline_rps is None or peer_rps is None or peer_rps <= 0:
         return "n/a"
     return f"{baseline_rps / peer_rps:.2f}x"
+
+
+def before_after(servers: list[ServerOutcome], connections: list[int]) -> list[str]:
+    """One line per row that has an ``@baseline`` twin (``run.py --baseline``): its req/s
+    and the twin's, and this checkout's over the baseline's, per connection count."""
+    by_name = {s.name: s for s in servers}
+    lines = []
+    for current in servers:
+        twin = by_name.get(current.name + BASELINE_SUFFIX)
+        if twin is None:
+            continue
+        cells = []
+        for c in connections:
+            now, before = current.rps(c), twin.rps(c)
+            shown = " vs ".join("—" if r is None else f"{r:,.0f}" for r in (now, before))
+            cells.append(f"c={c} {shown} req/s = {format_ratio(now, before)}")
+        lines.append(
+            f"**Before/after `{current.name}`** (this checkout vs baseline): "
+            + "; ".join(cells)
+            + " (above 1.00x: this checkout served more)"
+        )
+    return lines
 
 
 def _format_cells(

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/run.py [--scenario single|processes|daemon|site] [--duration 10]
                              [--only NAME,...] [--connections 50,1000]
                              [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
-                             [--retry-contended 2] [--no-save]
+                             [--retry-contended 2] [--baseline DIR] [--no-save]
 
 ``--scenario`` picks the set of servers (see ``servers.py``): ``single`` (default,
 one process each), ``processes`` (two processes each, the app in them: asyncwsgi
@@ -14,6 +14,14 @@ one process each), ``processes`` (two processes each, the app in them: asyncwsgi
 mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``) or ``site`` (asyncwsgi serving the
 app from a config file with two virtual hosts beside the plain command line, one process
 each: what choosing the host and the mount costs).
+
+``--baseline DIR`` (another checkout of this repository, e.g. made with ``git worktree
+add /tmp/before COMMIT``) runs every asyncwsgi row of the scenario a second time with
+DIR's code, as ``NAME@baseline`` right next to it (every other pair baseline first), so a
+refactoring can show its speed against the code it started from, measured in the same
+run on the same machine. Both rows of a pair are pinned to their checkout and checked
+before they start (see ``baseline.py``); a row that would import asyncwsgi from anywhere
+else is reported as not run.
 
 For each selected server in turn: start it as a subprocess on a free port of
 127.0.0.1, poll until it answers ``GET /`` with the expected body, check that it
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import http.client
 import importlib.metadata
@@ -53,8 +62,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import baseline
 import cpustat
-from report import Measurement, RunReport, ServerOutcome, render_markdown
+from report import (
+    BASELINE,
+    Measurement,
+    RunReport,
+    ServerOutcome,
+    before_after,
+    render_markdown,
+)
 from servers import (
     DEFAULT_SCENARIO,
     MODWSGI_THREADS_PER_CHILD,
@@ -172,19 +189,7 @@ def package_version(package: str) -> str:
 
 
 def git_describe() -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.strip() or None
+    return baseline.describe(REPO_ROOT)
 
 
 def cpu_model() -> str:
@@ -443,8 +448,13 @@ def wait_for_quiet_machine(max_wait: float) -> cpustat.ForeignCpu | None:
 # --------------------------------------------------------------------------- benchmark
 
 
-def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
-    """Start one server, check its answer, warm it up, measure it, stop it."""
+def bench_server(spec: ServerSpec, cfg: BenchConfig, checkout: Path | None = None) -> ServerOutcome:
+    """Start one server, check its answer, warm it up, measure it, stop it.
+
+    ``checkout`` (``--baseline``: this repository or the baseline's): run asyncwsgi's code
+    from that checkout, started in it with it first on PYTHONPATH, once ``baseline.verify``
+    has checked that asyncwsgi imports from there that way; None: as installed.
+    """
     outcome = ServerOutcome(spec.name, spec.description, package_version(spec.package))
     missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
     if missing:
@@ -470,14 +480,27 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH", "")) if p)
     env["ASYNCWSGI_BENCH_APP"] = str(cfg.app_script)
     url = f"http://{HOST}:{port}/"
+    cwd = REPO_ROOT
 
     log(f"== {spec.name}: {' '.join(outcome.argv)}")
+    if checkout is not None:
+        # The working directory is sys.path[0] of the server and of its children, ahead of
+        # PYTHONPATH: started in this repository, every row would run this repository's code.
+        env, cwd = baseline.pinned_env(env, checkout), checkout
+        try:
+            probe = baseline.verify(outcome.argv[0], env, cwd, checkout)
+        except RuntimeError as exc:
+            outcome.failure = f"not run from {checkout}: {exc}"
+            log(f"   {outcome.failure}")
+            return outcome
+        outcome.version = probe.describe()
+        log(f"   {probe.describe()} (checked: all {len(probe.modules)} modules)")
     if cfg.wait_idle > 0:
         usage = wait_for_quiet_machine(cfg.wait_idle)
         if usage is not None and usage.cores >= FOREIGN_CPU_LIMIT:
             log(f"   still busy, measuring anyway: {usage.describe()}")
     log_path = cfg.workdir / f"{spec.name}.log"
-    with running_server(outcome.argv, REPO_ROOT, env, log_path, cfg.server_cpus) as server:
+    with running_server(outcome.argv, cwd, env, log_path, cfg.server_cpus) as server:
         try:
             started = time.monotonic()
             status, got = wait_until_serving(server, port)
@@ -528,6 +551,20 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig) -> ServerOutcome:
             outcome.measurements[c] = best
         outcome.log_tail = server.log_tail()
     return outcome
+
+
+def is_asyncwsgi(spec: ServerSpec) -> bool:
+    """A row that runs asyncwsgi's code: run twice with ``--baseline``."""
+    return spec.package == "asyncwsgi"
+
+
+def baseline_spec(spec: ServerSpec) -> ServerSpec:
+    """``spec`` as its ``@baseline`` row: same command line, another name."""
+    return dataclasses.replace(
+        spec,
+        name=baseline.row_name(spec.name, True),
+        description=f"{spec.description}; the baseline checkout's code",
+    )
 
 
 def check_processes(
@@ -592,6 +629,20 @@ def _summary(m: Measurement) -> str:
     if m.contention:
         text += f" [contended: {m.contention}]"
     return text
+
+
+def baseline_notes(baseline_dir: Path, order: list[tuple[str, bool]], reference: str) -> list[str]:
+    """The report's lines on ``--baseline``: which code each side ran, and in what order."""
+    ran = ", ".join(f"`{baseline.row_name(name, b)}`" for name, b in order)
+    return [
+        f"**Baseline:** rows named `NAME{baseline.SUFFIX}` ran asyncwsgi from "
+        f"{baseline.label(baseline_dir)}, the other asyncwsgi rows from this checkout, "
+        f"{baseline.label(REPO_ROOT)}; same interpreter, command line and app. Each was "
+        "started in its checkout with it first on PYTHONPATH, after checking that "
+        "asyncwsgi imports from there (every module). A baseline row's "
+        f"`{BASELINE}/peer` cell is `{reference}` (this checkout) over it.",
+        f"**Run order:** {ran} (each pair back to back, every other pair baseline first)",
+    ]
 
 
 def _cpu_list(cpus: frozenset[int]) -> str:
@@ -672,6 +723,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(2 children; MaxRequestWorkers = 2 x this; default {MODWSGI_THREADS_PER_CHILD})",
     )
     parser.add_argument(
+        "--baseline",
+        type=baseline.checkout_dir,
+        default=None,
+        metavar="DIR",
+        help="also run every asyncwsgi row of the scenario with the code of DIR, another "
+        "checkout of this repository (git worktree add DIR COMMIT), as NAME@baseline next "
+        "to it, to compare two versions in one run",
+    )
+    parser.add_argument(
         "--no-save", action="store_true", help="print only; do not write benchmarks/results/"
     )
     args = parser.parse_args(argv)
@@ -688,6 +748,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"unknown server(s) {unknown} in scenario {args.scenario}; "
             f"choose from {', '.join(known)}"
         )
+    chosen = [known[n] for n in args.only] if args.only else list(known.values())
+    if args.baseline is not None and not any(is_asyncwsgi(spec) for spec in chosen):
+        parser.error("--baseline needs an asyncwsgi row among the servers (see --only)")
     return args
 
 
@@ -705,7 +768,12 @@ def main(argv: list[str] | None = None) -> int:
     app_script = choose_app_script()
     body = expected_response_body(app_script)
     by_name = scenario.by_name(args.modwsgi_threads)
-    specs = [by_name[n] for n in args.only] if args.only else list(by_name.values())
+    names = list(args.only or by_name)
+
+    def ours(name: str) -> bool:  # the rows run twice: asyncwsgi's, with --baseline
+        return args.baseline is not None and is_asyncwsgi(by_name[name])
+
+    order = baseline.run_order(names, ours)
     now = dt.datetime.now(dt.timezone.utc)
 
     server_cpus, wrk_cpus = pin_cpus(scenario.server_cpus) if args.pin else (None, None)
@@ -728,7 +796,13 @@ def main(argv: list[str] | None = None) -> int:
             workdir=Path(tmp),
             check_processes=scenario.server_cpus > 1,
         )
-        outcomes = [bench_server(spec, cfg) for spec in specs]
+        outcomes: dict[str, ServerOutcome] = {}
+        for name, from_baseline in order:
+            spec = by_name[name]
+            row = baseline_spec(spec) if from_baseline else spec
+            checkout = baseline.checkout_for(is_asyncwsgi(spec), from_baseline, args.baseline)
+            outcomes[row.name] = bench_server(row, cfg, checkout)
+    rows = [outcomes[name] for name in baseline.table_order(names, ours)]
 
     notes = [
         f"**Scenario:** `{scenario.name}`: {scenario.description}; ratios against "
@@ -755,6 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     describe = git_describe()
     if describe:
         notes.append(f"**asyncwsgi git:** {describe}")
+    if args.baseline is not None:
+        notes += baseline_notes(args.baseline, order, scenario.baseline)
+        notes += before_after(rows, args.connections)
     report = RunReport(
         date_utc=now.strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine_description(wrk, nofile),
@@ -764,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         notes=notes,
         connections=args.connections,
-        servers=outcomes,
+        servers=rows,
         baseline=scenario.baseline,
         title="Hello-world WSGI benchmark"
         + ("" if scenario.name == DEFAULT_SCENARIO else f", scenario `{scenario.name}`"),
