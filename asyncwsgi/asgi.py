@@ -38,10 +38,12 @@ import anyio
 import anyio.lowlevel
 
 from asyncwsgi.chunks import take
+from asyncwsgi.config import Config, ProcessSettings, check_setting
 from asyncwsgi.daemon.front import DaemonRunner
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, ConfigError, ScriptLoadError
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
+from asyncwsgi.settings import entry, table
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.response import FileWrapper, call_application
@@ -68,9 +70,8 @@ _BODY_BUFFER = 256 * 1024
 _IO_WAIT = 60.0
 _FILE_BLOCK = 64 * 1024
 _ERROR_500 = b"Internal Server Error\n"
-# Same as the server's default (asyncwsgi.config): enough threads to overlap I/O waits,
-# few enough that under the GIL CPU-bound requests are not spread too thin.
-_DEFAULT_THREADS = 8
+# The server's own default (see the settings table in asyncwsgi.config).
+DEFAULT_THREADS: int = entry(Config, "threads").default
 
 # Headers that describe the connection; PEP 3333 forbids applications to send them and
 # the ASGI host owns them ("Connection: close" is passed on as a wish to close).
@@ -787,23 +788,15 @@ class _Exchange(_ScopeRequest):
 # (asyncwsgi.daemon.front) drives these two objects through the same loop-side calls it
 # makes on the HTTP server's exchanges.
 
-_DAEMON_OPTIONS = {
-    "processes": int,
-    "threads": int,
-    "group": str,
-    "graceful_timeout": float,
-    "shutdown_timeout": float,
-    "maximum_requests": int,
-    "maximum_requests_jitter": int,
-    "restart_interval": float,
-    "request_timeout": float,
-    "log_level": str,
-}
+# Settings of the server's that daemon= takes besides the process settings.
+_DAEMON_EXTRA = {"group": "wsgiapp", "log_level": "info"}
 
 
-def daemon_settings(daemon: object, threads: int) -> dict[str, Any]:
+def daemon_settings(daemon: object, threads: int) -> tuple[ProcessSettings, str, str]:
     """Validate WSGIApp's ``daemon=``: True, a number of processes, or a mapping of
-    process-group settings (the names of the server's daemon options)."""
+    process-group settings (the names of the server's settings). Returns the process
+    settings, the group name and the daemons' log level."""
+    names = [e.name for e in table(ProcessSettings)] + list(_DAEMON_EXTRA)
     if daemon is True:
         options: dict[str, Any] = {}
     elif isinstance(daemon, int) and not isinstance(daemon, bool):
@@ -813,35 +806,16 @@ def daemon_settings(daemon: object, threads: int) -> dict[str, Any]:
     else:
         raise ConfigError(
             "daemon: pass True, a number of processes, or a dict of process-group settings "
-            f"({', '.join(_DAEMON_OPTIONS)})"
+            f"({', '.join(names)})"
         )
-    unknown = sorted(set(options) - set(_DAEMON_OPTIONS))
+    unknown = sorted(set(options) - set(names))
     if unknown:
         raise ConfigError(f"daemon: unknown setting {unknown[0]!r}")
-    settings: dict[str, Any] = {
-        "processes": 1,
-        "threads": threads,
-        "group": "wsgiapp",
-        "graceful_timeout": 30.0,
-        "shutdown_timeout": 5.0,
-        "maximum_requests": 0,
-        "maximum_requests_jitter": -1,
-        "restart_interval": 0.0,
-        "request_timeout": 0.0,
-        "log_level": "info",
-    }
     for name, value in options.items():
-        kind = _DAEMON_OPTIONS[name]
-        ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
-        if isinstance(value, bool) or not ok:
-            raise ConfigError(f"daemon: {name} must be {kind.__name__}, not {value!r}")
-        if kind is not str and value < (-1 if name == "maximum_requests_jitter" else 0):
-            raise ConfigError(f"daemon: {name} must not be negative")
-        settings[name] = value
-    for name in ("processes", "threads"):
-        if settings[name] < 1:
-            raise ConfigError(f"daemon: {name} must be at least 1")
-    return settings
+        check_setting(name, value, prefix="daemon: ")
+    extra = {name: options.pop(name, default) for name, default in _DAEMON_EXTRA.items()}
+    settings = ProcessSettings(**{"threads": threads, **options})
+    return settings, extra["group"], extra["log_level"]
 
 
 class _FrontBody:
@@ -1073,16 +1047,13 @@ class WSGIApp:
         app: str | os.PathLike[str] | WSGIApplication,
         *,
         script_reloading: bool = True,
-        threads: int = _DEFAULT_THREADS,
+        threads: int = DEFAULT_THREADS,
         callable: str = "application",
         daemon: object = None,
     ) -> None:
-        if not isinstance(script_reloading, bool):
-            raise ConfigError("script_reloading: must be True or False")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads: must be a positive whole number, not {threads!r}")
-        if not isinstance(callable, str) or not callable.isidentifier():
-            raise ConfigError(f"callable: {callable!r} is not a Python identifier")
+        check_setting("script_reloading", script_reloading)
+        check_setting("threads", threads)
+        check_setting("callable", callable)
         self.threads = threads
         # The host may run several worker processes that we cannot see: say so.
         self._base = base_environ(file_wrapper=FileWrapper, multiprocess=True)
@@ -1095,7 +1066,7 @@ class WSGIApp:
         self._daemons: DaemonRunner | None = None
         self._daemons_started: asyncio.Future[None] | None = None
         if daemon is not None and daemon is not False:
-            settings = daemon_settings(daemon, threads)
+            settings, group, log_level = daemon_settings(daemon, threads)
             if not isinstance(app, (str, os.PathLike)) or not os.fspath(app):
                 raise ConfigError(
                     "app: a daemon group imports the application in other processes, so it "
@@ -1106,10 +1077,12 @@ class WSGIApp:
                 raise ConfigError(f"app: no such script file {target!r}")
             self._daemons = DaemonRunner(
                 app=target,
+                group=group,
+                settings=settings,
                 callable_name=callable,
                 script_reloading=script_reloading,
                 forwarded_allow_ips="",
-                **settings,
+                log_level=log_level,
             )
             self.source = StaticSource(_no_app)
             return

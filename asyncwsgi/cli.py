@@ -13,55 +13,54 @@ import argparse
 import logging
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from asyncwsgi import __version__
-from asyncwsgi.config import COMMAND_LINE, LOG_LEVELS, LOOPS, MODES, Config
+from asyncwsgi.config import Config
 from asyncwsgi.errors import ConfigError, ConfigFileError, ScriptLoadError
+from asyncwsgi.settings import EVERY_MOUNT, Choice, Entry, Kind, table
 
 EXIT_OK = 0
 EXIT_LOAD_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _on_off(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "true", "yes", "1"):
-        return True
-    if lowered in ("off", "false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected on or off, not {value!r}")
+def _argument_type(name: str, kind: Kind[Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses with the setting's kind."""
+
+    def parse(text: str) -> Any:
+        try:
+            return kind.parse(text)
+        except ValueError as exc:
+            message = str(exc)
+            if repr(text) not in message:
+                message += f", not {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
 
 
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
-    return number
-
-
-def _seconds_or_off(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (off) or more seconds, not {value!r}")
-    return number
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, not {value!r}")
-    return number
+def _add_setting(parser: argparse.ArgumentParser, item: Entry) -> None:
+    """One option of the command line, from its row of the settings table."""
+    meta = item.option
+    assert item.flag is not None
+    flags = [item.flag] if meta.short is None else [meta.short, item.flag]
+    default = meta.shown_default or meta.kind.show(item.default) or "empty"
+    text = f"{meta.help} (default: {default})"
+    kwargs: dict[str, Any] = {"dest": item.name, "help": text, "default": None}
+    if meta.negatable:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(meta.kind, Choice):
+        kwargs["choices"] = meta.kind.choices
+    else:
+        # --bind takes a text per address; Config parses them.
+        kwargs["type"] = str if meta.repeatable else _argument_type(item.name, meta.kind)
+        kwargs["metavar"] = meta.kind.metavar
+        if meta.repeatable:
+            kwargs["action"] = "append"
+    parser.add_argument(*flags, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,197 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         "from, and exit (0: fine, 2: an error)",
     )
     parser.add_argument("--version", action="version", version=f"asyncwsgi {__version__}")
-    add = parser.add_argument
-    add(
-        "-b",
-        "--bind",
-        action="append",
-        metavar="ADDR",
-        help="HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeatable (default 127.0.0.1:8000)",
-    )
-    add("--threads", type=_count, help="worker threads for the application (default 8)")
-    add("--callable", help="name of the WSGI callable in the script (default: application)")
-    add(
-        "--script-reloading",
-        type=_on_off,
-        metavar="on|off",
-        help="reload the script when it changes, checked on each request (default on)",
-    )
-    add("--root-path", metavar="PATH", help="mount point, given to the app as SCRIPT_NAME")
-    add(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="write an access log line (combined format) per request to stdout (default on)",
-    )
-    add("--log-level", choices=LOG_LEVELS, help="error log level (default info)")
-    add(
-        "--graceful-timeout",
-        type=_seconds,
-        metavar="S",
-        help="seconds to finish requests on shutdown (default 30)",
-    )
-    add(
-        "--keep-alive-timeout",
-        type=_seconds,
-        metavar="S",
-        help="idle keep-alive seconds (default 5)",
-    )
-    add(
-        "--header-timeout",
-        type=_seconds,
-        metavar="S",
-        help="seconds a client has to send its request headers (default 10)",
-    )
-    add(
-        "--body-timeout",
-        type=_seconds,
-        metavar="S",
-        help="a request body must arrive within S seconds, extended by one second per 500 "
-        "bytes received; slower gets 408 (default 20)",
-    )
-    add(
-        "--send-timeout",
-        type=_seconds,
-        metavar="S",
-        help="drop a client that takes none of its response for this long (default 60)",
-    )
-    add(
-        "--limit-request-line",
-        type=_count,
-        metavar="BYTES",
-        help="longest request target (default 8190; longer gets 414)",
-    )
-    add(
-        "--limit-request-fields",
-        type=_count,
-        metavar="N",
-        help="most header fields (default 100; more gets 431)",
-    )
-    add(
-        "--limit-request-field-size",
-        type=_count,
-        metavar="BYTES",
-        help="largest header field (default 8190; larger gets 431)",
-    )
-    add(
-        "--limit-request-body",
-        type=_count,
-        metavar="BYTES",
-        help="largest request body (default 1 GiB, 0 = no limit; larger gets 413)",
-    )
-    add(
-        "--max-connections",
-        type=_count,
-        metavar="N",
-        help="open connections at most (default 4096)",
-    )
-    add("--backlog", type=_count, metavar="N", help="listen backlog (default 2048)")
-    add("--loop", choices=LOOPS, help="event loop (default auto: uvloop when installed)")
-    add(
-        "--forwarded-allow-ips",
-        metavar="IPS",
-        help="comma-separated proxy addresses/networks (or *) whose X-Forwarded-For and "
-        "X-Forwarded-Proto are believed (default 127.0.0.1,::1; empty: none)",
-    )
-    add("--certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
-    add("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
-    add(
-        "--mode",
-        choices=MODES,
-        help="run the app in this process's threads (embedded, the default) or in a daemon "
-        "process group that this server feeds and restarts one process at a time",
-    )
-    add(
-        "--processes",
-        type=_count,
-        metavar="N",
-        help="daemon mode: processes in the group; embedded mode: copies of the whole "
-        "server sharing the sockets (default 1)",
-    )
-    add("--group", metavar="NAME", help="daemon process group name (default: default)")
-    add(
-        "--shutdown-timeout",
-        type=_seconds,
-        metavar="S",
-        help="daemon mode: seconds after --graceful-timeout before a replaced process is "
-        "killed (default 5)",
-    )
-    add(
-        "--maximum-requests",
-        type=_count,
-        metavar="N",
-        help="daemon mode: replace a process after about N requests (default 0: never)",
-    )
-    add(
-        "--maximum-requests-jitter",
-        type=_count,
-        metavar="N",
-        help="daemon mode: up to N more requests per process, so they are not all "
-        "replaced at once (default: a tenth of --maximum-requests)",
-    )
-    add(
-        "--restart-interval",
-        type=_seconds_or_off,
-        metavar="S",
-        help="daemon mode: replace each process after S seconds (default 0: never)",
-    )
-    add(
-        "--request-timeout",
-        type=_seconds_or_off,
-        metavar="S",
-        help="daemon mode: answer 504 to a request running longer and replace its "
-        "process (default 0: never)",
-    )
-    add(
-        "--control-socket",
-        metavar="PATH",
-        help="UNIX socket that 'python -m asyncwsgi reload' talks to (default: "
-        "$XDG_RUNTIME_DIR/asyncwsgi/PID.sock, or /tmp/asyncwsgi-UID/PID.sock; none: off)",
-    )
+    for item in table(Config):
+        if item.flag is not None:
+            _add_setting(parser, item)
     return parser
-
-
-_OPTION_NAMES = (
-    "threads",
-    "callable",
-    "script_reloading",
-    "root_path",
-    "access_log",
-    "log_level",
-    "graceful_timeout",
-    "keep_alive_timeout",
-    "header_timeout",
-    "send_timeout",
-    "body_timeout",
-    "limit_request_line",
-    "limit_request_fields",
-    "limit_request_field_size",
-    "limit_request_body",
-    "max_connections",
-    "backlog",
-    "loop",
-    "forwarded_allow_ips",
-    "certfile",
-    "keyfile",
-    "mode",
-    "processes",
-    "group",
-    "shutdown_timeout",
-    "maximum_requests",
-    "maximum_requests_jitter",
-    "restart_interval",
-    "request_timeout",
-    "control_socket",
-)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     options: dict[str, Any] = {
-        name: getattr(args, name) for name in _OPTION_NAMES if getattr(args, name) is not None
+        item.name: getattr(args, item.name)
+        for item in table(Config)
+        if item.flag is not None and getattr(args, item.name) is not None
     }
-    if args.bind:
-        options["bind"] = tuple(args.bind)
     if args.config is None:
         if args.check_config:
             raise ConfigError("--check-config: give the file to check with --config FILE")
@@ -293,14 +113,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
             f"give either a script ({args.app!r}) or --config; the config file's "
             "WSGIScriptAlias lines name the scripts"
         )
-    from asyncwsgi.apache import GROUP_OVERRIDES, any_port, override_groups, read_site
-    from asyncwsgi.config import Setting
+    from asyncwsgi.sites.directives import read_site
+    from asyncwsgi.sites.model import COMMAND_LINE, Setting
+    from asyncwsgi.sites.report import GROUP_OVERRIDES, any_port, override_groups
 
     # The command line wins over every context of the file, .htaccess included.
     overrides: dict[str, Setting] = {
-        name: Setting(options.pop(name), COMMAND_LINE)
-        for name in ("script_reloading", "callable")
-        if name in options
+        item.name: Setting(options.pop(item.name), COMMAND_LINE)
+        for item in table(Config)
+        if item.option.site == EVERY_MOUNT and item.name in options
     }
     site = read_site(args.config, overrides=overrides)
     # The daemon options given here go to every WSGIDaemonProcess (--graceful-timeout is
@@ -324,10 +145,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def check_config(config: Config, args: argparse.Namespace) -> None:
     """``--check-config``: print what the config file sets up."""
-    from asyncwsgi.apache import describe_site
+    from asyncwsgi.sites.model import COMMAND_LINE, DEFAULT
+    from asyncwsgi.sites.report import describe_site
 
     assert config.site is not None
-    origin = COMMAND_LINE if args.bind else "default"
+    origin = COMMAND_LINE if args.bind else DEFAULT
     print(describe_site(config.site, config.bind, origin), end="", flush=True)
 
 
@@ -406,7 +228,7 @@ def control_main(argv: Sequence[str]) -> int:
     """Run ``reload [GROUP]`` or ``status`` against a running server; returns the exit code."""
     import os
 
-    from asyncwsgi.daemon.control import ControlError, find_control_socket, send_command
+    from asyncwsgi.control import ControlError, find_control_socket, send_command
 
     command = argv[0]
     args = build_control_parser(command).parse_args(argv[1:])
@@ -478,7 +300,7 @@ def copy_main() -> None:
     """
     import os
 
-    from asyncwsgi.daemon.pool import EXIT_BOOT_FAILED
+    from asyncwsgi.processes import EXIT_BOOT_FAILED
     from asyncwsgi.server import COPY_ENV, config_from_copy_settings, run
 
     config, ready_fd = config_from_copy_settings(os.environ.pop(COPY_ENV))

@@ -24,16 +24,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asyncwsgi.config import BindAddress, Config
-from asyncwsgi.daemon.control import ControlError, ControlServer, resolve_control_path
+from asyncwsgi.config import Config, ProcessSettings
+from asyncwsgi.control import ControlError, ControlServer, resolve_control_path
 from asyncwsgi.daemon.front import DaemonRunner
-from asyncwsgi.daemon.pool import ProcessGroup, Worker, WorkerState
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
+from asyncwsgi.processes import Child, ChildState, ProcessGroup
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
-from asyncwsgi.sites import SiteRunner
+from asyncwsgi.settings import BindAddress
+from asyncwsgi.sites.runner import SiteRunner
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.runner import WSGIRunner
@@ -214,19 +215,12 @@ class Server:
             self.runner = self.daemons = DaemonRunner(
                 app=config.app,
                 group=config.group,
-                processes=config.processes,
-                threads=config.threads,
+                settings=ProcessSettings.of(config),
                 callable_name=config.callable,
                 script_reloading=config.script_reloading,
                 script_name=config.root_path,
                 forwarded_allow_ips=config.forwarded_allow_ips,
                 log_level=config.log_level,
-                graceful_timeout=config.graceful_timeout,
-                shutdown_timeout=config.shutdown_timeout,
-                maximum_requests=config.maximum_requests,
-                maximum_requests_jitter=config.maximum_requests_jitter,
-                restart_interval=config.restart_interval,
-                request_timeout=config.request_timeout,
             )
         else:
             self.pool = ThreadPool(config.threads)
@@ -441,7 +435,7 @@ def _group_status(runner: DaemonRunner) -> dict[str, Any]:
                 "state": w.state.value,
                 "requests": w.requests,
             }
-            for w in group.workers
+            for w in group.children
         ],
     }
 
@@ -527,7 +521,7 @@ class CopyLauncher:
         self.pass_fds = pass_fds
         self.loop = asyncio.get_running_loop()
 
-    def spawn(self, worker: Worker) -> subprocess.Popen[bytes]:
+    def spawn(self, child: Child) -> subprocess.Popen[bytes]:
         read_end, write_end = os.pipe()
         env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
         env[COPY_ENV] = copy_settings(self.config, self.binds, write_end)
@@ -543,36 +537,36 @@ class CopyLauncher:
             raise
         finally:
             os.close(write_end)
-        worker.data = read_end
-        self.loop.add_reader(read_end, self._readable, worker)
+        child.data = read_end
+        self.loop.add_reader(read_end, self._readable, child)
         return process
 
-    def _readable(self, worker: Worker) -> None:
-        fd: int = worker.data
+    def _readable(self, child: Child) -> None:
+        fd: int = child.data
         try:
             data = os.read(fd, 64)
         except OSError:
             data = b""
         if data.startswith(b"R"):
-            worker.group.ready(worker)
+            child.group.ready(child)
         if not data or data.startswith(b"R"):
-            self._close_pipe(worker)
+            self._close_pipe(child)
 
-    def _close_pipe(self, worker: Worker) -> None:
-        fd = worker.data
+    def _close_pipe(self, child: Child) -> None:
+        fd = child.data
         if isinstance(fd, int) and fd >= 0:
             self.loop.remove_reader(fd)
             os.close(fd)
-            worker.data = -1
+            child.data = -1
 
-    def retire(self, worker: Worker) -> None:
+    def retire(self, child: Child) -> None:
         # A copy shuts down gracefully on SIGTERM: stops accepting, finishes its requests.
-        if worker.process is not None:
+        if child.process is not None:
             with contextlib.suppress(ProcessLookupError):
-                worker.process.send_signal(signal.SIGTERM)
+                child.process.send_signal(signal.SIGTERM)
 
-    def exited(self, worker: Worker) -> None:
-        self._close_pipe(worker)
+    def exited(self, child: Child) -> None:
+        self._close_pipe(child)
 
 
 class Supervisor:
@@ -599,7 +593,7 @@ class Supervisor:
             "app": str(self.config.app),
             "addresses": self.addresses,
             "copies": [
-                {"pid": w.pid, "state": w.state.value} for w in (group.workers if group else [])
+                {"pid": w.pid, "state": w.state.value} for w in (group.children if group else [])
             ],
         }
 
@@ -626,12 +620,10 @@ class Supervisor:
         )
         self.group = ProcessGroup(
             "server",
-            self.config.processes,
             launcher,
+            ProcessSettings.of(self.config),
             kind="embedded",
             target=str(self.config.app),
-            graceful_timeout=self.config.graceful_timeout,
-            shutdown_timeout=self.config.shutdown_timeout,
         )
         await self.group.start()
         self.control = await open_control(self.config, self.reload, self.status)
@@ -648,10 +640,10 @@ class Supervisor:
 
     def send_all(self, signum: int) -> None:
         assert self.group is not None
-        for worker in self.group.workers:
-            if worker.process is not None and worker.state is not WorkerState.EXITED:
+        for child in self.group.children:
+            if child.process is not None and child.state is not ChildState.EXITED:
                 with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signum)
+                    child.process.send_signal(signum)
 
     async def shutdown(self) -> None:
         if self.control is not None:

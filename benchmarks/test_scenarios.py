@@ -86,7 +86,7 @@ def test_every_asyncwsgi_row_is_built_by_asyncwsgi_cmd(tmp_path: Path) -> None:
 
 
 def test_site_config_is_one_asyncwsgi_reads(tmp_path: Path) -> None:
-    from asyncwsgi.apache import read_site
+    from asyncwsgi.sites.directives import read_site
 
     app = tmp_path / "app" / "hello.wsgi"
     app.parent.mkdir()

@@ -27,13 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
+from asyncwsgi.config import ProcessSettings
 from asyncwsgi.daemon import wire
-from asyncwsgi.daemon.pool import ProcessGroup, Worker, WorkerState
 from asyncwsgi.errors import (
     BadRequestBody,
     ProtocolError,
     RequestBodyTooLarge,
 )
+from asyncwsgi.processes import Child, ChildState, ProcessGroup
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.reloader import StatKey, stat_key
 from asyncwsgi.wsgi.types import RequestHead
@@ -204,9 +205,9 @@ class _Stream:
 
 
 class DaemonLink(asyncio.Protocol):
-    def __init__(self, runner: DaemonRunner, worker: Worker) -> None:
+    def __init__(self, runner: DaemonRunner, child: Child) -> None:
         self.runner = runner
-        self.worker = worker
+        self.child = child
         self.transport: asyncio.Transport | None = None
         self.decoder = wire.FrameDecoder(sent_by=wire.Side.DAEMON)
         self.streams: dict[int, _Stream] = {}
@@ -267,16 +268,16 @@ class DaemonLink(asyncio.Protocol):
             _answer(exchange, "400 Bad Request")
             return
         self.streams[stream_id] = stream
-        worker = self.worker
-        worker.requests += 1
+        child = self.child
+        child.requests += 1
         self.send(frame)
         exchange.listener = stream.poke
         if body is not None and not body_end:
             body.listener = stream.poke
             if stream.credit:
                 stream.pump()
-        if worker.max_requests and worker.requests >= worker.max_requests:
-            worker.group.replace(worker, f"maximum requests ({worker.max_requests}) reached")
+        if child.max_requests and child.requests >= child.max_requests:
+            child.group.replace(child, f"maximum requests ({child.max_requests}) reached")
 
     @property
     def in_flight(self) -> int:
@@ -296,9 +297,9 @@ class DaemonLink(asyncio.Protocol):
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
             logger.error(
-                "daemon process %d broke the wire protocol (%s); stopping it", self.worker.pid, exc
+                "daemon process %d broke the wire protocol (%s); stopping it", self.child.pid, exc
             )
-            self.worker.group.kill(self.worker)
+            self.child.group.kill(self.child)
             if self.transport is not None:
                 self.transport.abort()
             return
@@ -307,7 +308,7 @@ class DaemonLink(asyncio.Protocol):
             try:
                 handle(frame)
             except Exception:
-                logger.exception("error handling a frame from daemon process %d", self.worker.pid)
+                logger.exception("error handling a frame from daemon process %d", self.child.pid)
                 stream = self.streams.get(getattr(frame, "stream_id", 0))
                 if stream is not None:
                     # The client cannot get a sane answer now; free its place, close it.
@@ -394,9 +395,9 @@ class DaemonLink(asyncio.Protocol):
             self.threads = max(1, frame.threads)
             self.request_window = frame.request_window
             self.ready = True
-            self.worker.group.ready(self.worker)
+            self.child.group.ready(self.child)
         elif isinstance(frame, wire.Retire):
-            self.worker.group.replace(self.worker, f"it asked to be ({frame.reason.name})")
+            self.child.group.replace(self.child, f"it asked to be ({frame.reason.name})")
         elif isinstance(frame, wire.Ping):
             self.send(wire.encode_pong(frame.value))
 
@@ -433,7 +434,7 @@ class DaemonLink(asyncio.Protocol):
         if streams:
             logger.error(
                 "daemon process %d went away with %d request(s) in flight",
-                self.worker.pid,
+                self.child.pid,
                 len(streams),
             )
             self.runner.slot_freed()
@@ -456,45 +457,33 @@ class DaemonRunner:
         *,
         app: str,
         group: str,
-        processes: int,
-        threads: int,
+        settings: ProcessSettings,
         callable_name: str = "application",
         script_reloading: bool = True,
         script_name: str = "",
         forwarded_allow_ips: str = "127.0.0.1,::1",
         log_level: str = "info",
-        graceful_timeout: float = 30.0,
-        shutdown_timeout: float = 5.0,
-        maximum_requests: int = 0,
-        maximum_requests_jitter: int = -1,
-        restart_interval: float = 0.0,
-        request_timeout: float = 0.0,
         title: str = "",
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
         self.script = self.app if is_script_path(app) else ""
-        self.threads = threads
+        self.threads = settings.threads
         self.callable_name = callable_name
         self.script_reloading = script_reloading and bool(self.script)
         self.script_name = script_name.rstrip("/")
         self.forwarded_allow_ips = forwarded_allow_ips
         self.log_level = log_level
-        self.request_timeout = request_timeout
+        self.request_timeout = settings.request_timeout
         self.group = ProcessGroup(
             group,
-            processes,
             self,
+            settings,
             kind="daemon",
             target=app,
-            graceful_timeout=graceful_timeout,
-            shutdown_timeout=shutdown_timeout,
-            restart_interval=restart_interval,
-            maximum_requests=maximum_requests,
-            maximum_requests_jitter=maximum_requests_jitter,
             on_change=self.slot_freed,
         )
-        self.multiprocess = processes > 1
+        self.multiprocess = settings.processes > 1
         self.queue: deque[FrontExchange] = deque()
         self.stat_calls = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -532,7 +521,7 @@ class DaemonRunner:
 
     # -- Launcher (called by the pool manager) -----------------------------------------
 
-    def spawn(self, worker: Worker) -> subprocess.Popen[bytes]:
+    def spawn(self, child: Child) -> subprocess.Popen[bytes]:
         from asyncwsgi.daemon.process import command
 
         front, back = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -540,7 +529,7 @@ class DaemonRunner:
             argv = command(
                 fd=back.fileno(),
                 group=self.group.name,
-                generation=worker.generation,
+                generation=child.generation,
                 threads=self.threads,
                 app=self.app,
                 callable=self.callable_name,
@@ -555,8 +544,8 @@ class DaemonRunner:
             raise
         finally:
             back.close()
-        link = DaemonLink(self, worker)
-        worker.data = link
+        link = DaemonLink(self, child)
+        child.data = link
         loop = self._loop
         assert loop is not None
         front.setblocking(False)
@@ -564,13 +553,13 @@ class DaemonRunner:
         task.add_done_callback(_report_connect_failure)
         return process
 
-    def retire(self, worker: Worker) -> None:
-        link: DaemonLink | None = worker.data
+    def retire(self, child: Child) -> None:
+        link: DaemonLink | None = child.data
         if link is not None:
             link.drain()
 
-    def exited(self, worker: Worker) -> None:
-        link: DaemonLink | None = worker.data
+    def exited(self, child: Child) -> None:
+        link: DaemonLink | None = child.data
         if link is not None:
             link.fail_all()
             link.close()
@@ -614,17 +603,17 @@ class DaemonRunner:
     def _pick(self) -> DaemonLink | None:
         best: DaemonLink | None = None
         best_key = (True, 0)
-        for worker in self.group.workers:
-            if worker.state is not WorkerState.READY:
+        for child in self.group.children:
+            if child.state is not ChildState.READY:
                 continue
-            link: DaemonLink | None = worker.data
+            link: DaemonLink | None = child.data
             if link is None or not link.ready or link.draining:
                 continue
             load = len(link.streams)
             if load >= link.threads:
                 continue
             # Fresh processes first; among them the least busy.
-            key = (worker.stale, load)
+            key = (child.stale, load)
             if best is None or key < best_key:
                 best, best_key = link, key
         return best
@@ -690,8 +679,8 @@ class DaemonRunner:
         assert loop is not None
         self._timer = loop.call_later(self._timeout_interval, self._check_timeouts)
         limit = time.monotonic() - self.request_timeout
-        for worker in list(self.group.workers):
-            link: DaemonLink | None = worker.data
+        for child in list(self.group.children):
+            link: DaemonLink | None = child.data
             if link is None:
                 continue
             late = [s for s in link.streams.values() if s.started <= limit and not s.answered]
@@ -703,7 +692,7 @@ class DaemonRunner:
                     exchange.method,
                     exchange.path.decode("latin-1"),
                     self.request_timeout,
-                    worker.pid,
+                    child.pid,
                 )
                 if exchange.head_sent:
                     exchange.loop_abort()
@@ -714,7 +703,7 @@ class DaemonRunner:
                     stream.body_open = False
                     link.send(wire.encode_cancel(stream.id))
             if late:
-                worker.group.replace(worker, "a request timed out")
+                child.group.replace(child, "a request timed out")
 
 
 def _report_connect_failure(task: asyncio.Task[Any]) -> None:

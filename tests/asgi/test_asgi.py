@@ -216,10 +216,10 @@ def test_daemon_mode_needs_an_importable_application() -> None:
 @pytest.mark.parametrize(
     ("daemon", "match"),
     [
-        ({"processes": 0}, "processes must be at least 1"),
+        ({"processes": 0}, "daemon: processes: must be a positive whole number, not 0"),
         ({"procesess": 2}, "unknown setting 'procesess'"),
-        ({"threads": "8"}, "threads must be int"),
-        ({"graceful_timeout": -1}, "must not be negative"),
+        ({"threads": "8"}, "daemon: threads: must be a positive whole number, not '8'"),
+        ({"graceful_timeout": -1}, "graceful_timeout: must be a positive number of seconds"),
         ("yes", "pass True, a number of processes"),
     ],
 )

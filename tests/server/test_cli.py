@@ -145,7 +145,7 @@ def test_bad_option_value(start_server, option: str, value: str, named: str) -> 
         ("--graceful-timeout", "soon", "graceful-timeout"),
         ("--loop", "tokio", "loop"),
         ("--log-level", "loud", "log-level"),
-        ("--root-path", "no-slash", "root_path"),
+        ("--root-path", "no-slash", "root-path"),
         ("--limit-request-body", "-5", "limit-request-body"),
         ("--callable", "not an identifier", "callable"),
     ],

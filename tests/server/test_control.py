@@ -1,4 +1,4 @@
-"""The control socket (``asyncwsgi.daemon.control``) and ``python -m asyncwsgi reload|status``.
+"""The control socket (``asyncwsgi.control``) and ``python -m asyncwsgi reload|status``.
 
 Real UNIX sockets in short temporary directories (AF_UNIX paths are limited to ~107 bytes),
 served by a :class:`ControlServer` on an event loop in a background thread, so the blocking
@@ -25,9 +25,8 @@ from typing import Any
 
 import pytest
 
-from asyncwsgi import cli
-from asyncwsgi.daemon import control
-from asyncwsgi.daemon.control import (
+from asyncwsgi import cli, control
+from asyncwsgi.control import (
     ControlError,
     ControlServer,
     default_control_dir,

@@ -1,4 +1,5 @@
-"""Reading Apache httpd / mod_wsgi configuration (``asyncwsgi.apache``), table-driven:
+"""Reading Apache httpd / mod_wsgi configuration (``asyncwsgi.sites``: syntax, directives,
+report), table-driven:
 words and lines as Apache splits them, sections, the precedence chain of the contexts
 (server < <VirtualHost> < <Directory> < .htaccess < process-group= < command line), and
 every error naming ``FILE:LINE:``. Config files and scripts are real files in ``tmp_path``."""
@@ -12,27 +13,21 @@ from typing import Any
 
 import pytest
 
-from asyncwsgi.apache import (
-    Directive,
-    describe_site,
-    logical_lines,
-    parse_htaccess,
-    parse_text,
-    read_site,
-    split_words,
-)
-from asyncwsgi.config import (
+from asyncwsgi.errors import ConfigError, ConfigFileError
+from asyncwsgi.settings import BindAddress
+from asyncwsgi.sites.directives import parse_htaccess, read_site
+from asyncwsgi.sites.model import (
     COMMAND_LINE,
     DEFAULT,
     EMBEDDED,
     MOUNT_DEFAULTS,
-    BindAddress,
     Layer,
     Mount,
     Setting,
     Site,
 )
-from asyncwsgi.errors import ConfigError, ConfigFileError
+from asyncwsgi.sites.report import describe_site
+from asyncwsgi.sites.syntax import Directive, logical_lines, parse_text, split_words
 
 SCRIPTS = ("app/app.wsgi", "app/sub/deep.wsgi", "other/other.wsgi")
 SCRIPT_TEXT = "def application(environ, start_response):\n    return []\n"
@@ -997,12 +992,16 @@ ERRORS = [
         err(
             "WSGIDaemonProcess g processes=two\n" + APP,
             1,
-            "processes='two': expected a positive number",
+            "processes='two': expected a positive whole number",
         ),
         id="processes-not-a-number",
     ),
     pytest.param(
-        err("WSGIDaemonProcess g threads=0\n" + APP, 1, "threads='0': expected a positive number"),
+        err(
+            "WSGIDaemonProcess g threads=0\n" + APP,
+            1,
+            "threads='0': expected a positive whole number",
+        ),
         id="threads-zero",
     ),
     pytest.param(
@@ -1408,7 +1407,7 @@ def test_mount_paths_are_pep3333_strings(tmp_path: Path) -> None:
 
 
 def test_command_line_daemon_options_and_any_port(tmp_path: Path) -> None:
-    from asyncwsgi.apache import any_port, override_groups, unserved
+    from asyncwsgi.sites.report import any_port, override_groups, unserved
 
     conf = (
         "WSGIDaemonProcess g maximum-requests=9 threads=3\n<VirtualHost 127.0.0.1:80>\n"

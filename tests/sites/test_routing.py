@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from asyncwsgi import routing
-from asyncwsgi.config import VirtualHost
-from asyncwsgi.routing import Routes, host_name, match
+from asyncwsgi.sites import routing
+from asyncwsgi.sites.model import VirtualHost
+from asyncwsgi.sites.routing import Routes, host_name, match
 
 Mounts = list[tuple[str, str]]
 Local = tuple[str, int] | None

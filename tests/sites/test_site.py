@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from asyncwsgi.daemon.control import send_command
+from asyncwsgi.control import send_command
 from tests.conftest import ROOT, ServerProcess
 
 SCRIPT = """\
@@ -427,9 +427,9 @@ def _daemon_children() -> list[int]:
 
 async def test_a_failed_start_leaves_no_daemon_processes(tmp_path: Path) -> None:
     from asyncwsgi import serve
-    from asyncwsgi.apache import read_site
     from asyncwsgi.config import Config
     from asyncwsgi.errors import ConfigError
+    from asyncwsgi.sites.directives import read_site
 
     write_script(tmp_path / "app.wsgi", "app", "v1")
     (tmp_path / "site.conf").write_text(

@@ -1,6 +1,6 @@
 """Which application of a site answers a request: the virtual host, then the mount.
 
-Rule: imports nothing of the package but ``config``; no asyncio and no I/O -- values in,
+Rule: imports nothing of the package but the site ``model``; no asyncio and no I/O -- values in,
 a choice out.
 
 The virtual host is chosen as Apache chooses it. Of the hosts whose address is the
@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from asyncwsgi.config import VirtualHost
+from asyncwsgi.sites.model import VirtualHost
 
 T = TypeVar("T")
 

@@ -1,15 +1,17 @@
 """The process pool manager: keep a group of processes at strength, replace them one at a time.
 
-Rule: asyncio, ``subprocess`` and signals only; nothing here knows HTTP, WSGI or what the
-processes run. A :class:`Launcher` says how to start a process and how to ask it to stop;
-the launcher calls :meth:`ProcessGroup.ready` when the process has said READY. The same
-manager runs daemon process groups and the copies of an embedded-mode server.
+Rule: asyncio, ``subprocess`` and signals, and nothing of the package but ``config`` and
+``errors``; nothing here knows HTTP, WSGI or what the processes run. A :class:`Launcher`
+says how to start a process and how to ask it to stop; the launcher calls
+:meth:`ProcessGroup.ready` when the process has said READY. The same manager runs daemon
+process groups and the copies of an embedded-mode server.
 
 Replacement is always *replacement first*: a fresh process is started and READY before
 the process it replaces is asked to stop, one process at a time, so a group of one
 process keeps answering through its own restart. A process that fails to boot (exit
 status ``EXIT_BOOT_FAILED`` before READY) marks the group failed instead of being
-respawned in a loop; :meth:`ProcessGroup.retry` (the script changed again) tries anew.
+respawned in a loop; :meth:`ProcessGroup.restart` (the script changed again, SIGHUP, the
+``reload`` command) tries anew.
 A process that dies after READY is respawned, at once the first time and with a backoff
 that doubles when it keeps dying young.
 """
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from asyncwsgi.config import ProcessSettings
 from asyncwsgi.errors import ScriptLoadError
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -38,15 +41,16 @@ _STABLE_AFTER = 10.0
 _MAX_BACKOFF = 30.0
 
 
-class WorkerState(enum.Enum):
+class ChildState(enum.Enum):
     STARTING = "starting"  # spawned, not READY yet
     READY = "ready"  # takes work
     RETIRING = "retiring"  # asked to finish what it has and exit; gets no new work
     EXITED = "exited"
 
 
-class Worker:
-    """One process of a group, as the manager sees it."""
+class Child:
+    """One process of a group, as the manager sees it: a daemon process, or a copy of an
+    embedded server. (Threads that run requests are *workers*; these are processes.)"""
 
     __slots__ = (
         "_timers",
@@ -67,7 +71,7 @@ class Worker:
     def __init__(self, group: ProcessGroup, generation: int) -> None:
         self.group = group
         self.generation = generation
-        self.state = WorkerState.STARTING
+        self.state = ChildState.STARTING
         self.process: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.started_at = time.monotonic()
@@ -85,21 +89,21 @@ class Worker:
         return bool(self.doomed) or self.generation < self.group.generation
 
     def __repr__(self) -> str:
-        return f"<Worker pid={self.pid} gen={self.generation} {self.state.value}>"
+        return f"<Child pid={self.pid} gen={self.generation} {self.state.value}>"
 
 
 class Launcher(Protocol):
     """How a group's processes are started and stopped."""
 
-    def spawn(self, worker: Worker) -> subprocess.Popen[bytes]:
-        """Start the process; call ``worker.group.ready(worker)`` once it is READY."""
+    def spawn(self, child: Child) -> subprocess.Popen[bytes]:
+        """Start the process; call ``child.group.ready(child)`` once it is READY."""
         ...
 
-    def retire(self, worker: Worker) -> None:
+    def retire(self, child: Child) -> None:
         """Ask the process to finish the work it has and exit (it gets no more)."""
         ...
 
-    def exited(self, worker: Worker) -> None:
+    def exited(self, child: Child) -> None:
         """The process is gone: release what the launcher holds for it."""
         ...
 
@@ -121,33 +125,26 @@ class ProcessGroup:
     def __init__(
         self,
         name: str,
-        size: int,
         launcher: Launcher,
+        settings: ProcessSettings,
         *,
         kind: str = "process",
         target: str = "",
-        graceful_timeout: float = 30.0,
-        shutdown_timeout: float = 5.0,
-        restart_interval: float = 0.0,
-        maximum_requests: int = 0,
-        maximum_requests_jitter: int = -1,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self.size = size
+        self.size = settings.processes
         self.kind = kind
         self.target = target or name
         self.launcher = launcher
-        self.graceful_timeout = graceful_timeout
-        self.shutdown_timeout = shutdown_timeout
-        self.restart_interval = restart_interval
-        self.maximum_requests = maximum_requests
-        self.jitter = (
-            maximum_requests // 10 if maximum_requests_jitter < 0 else maximum_requests_jitter
-        )
+        self.graceful_timeout = settings.graceful_timeout
+        self.shutdown_timeout = settings.shutdown_timeout
+        self.restart_interval = settings.restart_interval
+        self.maximum_requests = settings.maximum_requests
+        self.jitter = settings.jitter
         self.on_change = on_change
         self.generation = 1
-        self.workers: list[Worker] = []
+        self.children: list[Child] = []
         self.failed = False
         self.closing = False
         self.restarts = 0  # processes replaced so far (not counting crash respawns)
@@ -165,8 +162,8 @@ class ProcessGroup:
         return f"{self.kind} group {self.name!r}"
 
     @property
-    def ready_workers(self) -> list[Worker]:
-        return [w for w in self.workers if w.state is WorkerState.READY]
+    def ready_children(self) -> list[Child]:
+        return [w for w in self.children if w.state is ChildState.READY]
 
     async def start(self) -> None:
         """Start the processes and wait until every one is READY.
@@ -184,38 +181,38 @@ class ProcessGroup:
         finally:
             self._started = None
 
-    def ready(self, worker: Worker) -> None:
-        """Launcher: ``worker`` said READY."""
-        if worker.state is not WorkerState.STARTING:
+    def ready(self, child: Child) -> None:
+        """Launcher: ``child`` said READY."""
+        if child.state is not ChildState.STARTING:
             return
-        worker.state = WorkerState.READY
-        worker.ready_at = time.monotonic()
+        child.state = ChildState.READY
+        child.ready_at = time.monotonic()
         if self.maximum_requests:
-            worker.max_requests = self.maximum_requests + random.randint(0, self.jitter)
+            child.max_requests = self.maximum_requests + random.randint(0, self.jitter)
         if self.restart_interval and self._loop is not None:
-            worker._timers.append(
+            child._timers.append(
                 self._loop.call_later(
-                    self.restart_interval, self.replace, worker, "restart interval"
+                    self.restart_interval, self.replace, child, "restart interval"
                 )
             )
-        replacing = [w for w in self.workers if w.state is WorkerState.READY and w.stale]
-        took = (worker.ready_at - worker.started_at) * 1000
+        replacing = [w for w in self.children if w.state is ChildState.READY and w.stale]
+        took = (child.ready_at - child.started_at) * 1000
         if self.closing:
-            self._retire(worker)
+            self._retire(child)
             return
-        if replacing or worker.generation > 1:
+        if replacing or child.generation > 1:
             logger.info(
                 "%s: process %d (generation %d) ready in %.0f ms",
                 self.label,
-                worker.pid,
-                worker.generation,
+                child.pid,
+                child.generation,
                 took,
             )
         else:
-            logger.debug("%s: process %d ready in %.0f ms", self.label, worker.pid, took)
+            logger.debug("%s: process %d ready in %.0f ms", self.label, child.pid, took)
         self._reconcile()
         started = self._started
-        if started is not None and not started.done() and len(self.ready_workers) >= self.size:
+        if started is not None and not started.done() and len(self.ready_children) >= self.size:
             started.set_result(None)
         self._changed()
 
@@ -234,37 +231,37 @@ class ProcessGroup:
                 "%s: %s; replacing %d process(es) one at a time (generation %d)",
                 self.label,
                 reason,
-                len([w for w in self.workers if w.state is not WorkerState.EXITED]),
+                len([w for w in self.children if w.state is not ChildState.EXITED]),
                 self.generation,
             )
         self._reconcile()
 
-    def replace(self, worker: Worker, reason: str) -> None:
+    def replace(self, child: Child, reason: str) -> None:
         """Replace one process gracefully (a replacement is READY before it stops)."""
-        if self.closing or worker.state not in (WorkerState.STARTING, WorkerState.READY):
+        if self.closing or child.state not in (ChildState.STARTING, ChildState.READY):
             return
-        if worker.doomed:
+        if child.doomed:
             return
-        worker.doomed = reason
-        logger.info("%s: replacing process %d (%s)", self.label, worker.pid, reason)
+        child.doomed = reason
+        logger.info("%s: replacing process %d (%s)", self.label, child.pid, reason)
         self._reconcile()
 
-    def kill(self, worker: Worker) -> None:
+    def kill(self, child: Child) -> None:
         """Stop a process now (SIGKILL); its replacement is started as after a crash."""
-        self._signal(worker, signal.SIGKILL)
+        self._signal(child, signal.SIGKILL)
 
     async def close(self, timeout: float | None = None) -> None:
         """Retire every process and wait for them to exit; kill what outlives the grace."""
         self.closing = True
         if self._hold_timer is not None:
             self._hold_timer.cancel()
-        for worker in list(self.workers):
-            if worker.state is WorkerState.STARTING:
-                self._signal(worker, signal.SIGTERM)
-                self._arm_kill(worker, self.shutdown_timeout)
-            elif worker.state is WorkerState.READY:
-                self._retire(worker)
-        if not self.workers:
+        for child in list(self.children):
+            if child.state is ChildState.STARTING:
+                self._signal(child, signal.SIGTERM)
+                self._arm_kill(child, self.shutdown_timeout)
+            elif child.state is ChildState.READY:
+                self._retire(child)
+        if not self.children:
             return
         self._all_exited = asyncio.Event()
         limit = self.graceful_timeout + self.shutdown_timeout + 1.0
@@ -273,12 +270,12 @@ class ProcessGroup:
                 self._all_exited.wait(), timeout if timeout is not None else limit
             )
         except asyncio.TimeoutError:
-            for worker in self.workers:
-                self._signal(worker, signal.SIGKILL)
+            for child in self.children:
+                self._signal(child, signal.SIGKILL)
             try:
                 await asyncio.wait_for(self._all_exited.wait(), 2.0)
             except asyncio.TimeoutError:
-                logger.error("%s: processes still running at exit: %s", self.label, self.workers)
+                logger.error("%s: processes still running at exit: %s", self.label, self.children)
 
     # -- the decisions -----------------------------------------------------------------
 
@@ -286,8 +283,8 @@ class ProcessGroup:
         """Bring the group towards ``size`` READY processes of the current generation."""
         if self.closing or self.failed:
             return
-        live = [w for w in self.workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
-        ready = [w for w in live if w.state is WorkerState.READY]
+        live = [w for w in self.children if w.state in (ChildState.STARTING, ChildState.READY)]
+        ready = [w for w in live if w.state is ChildState.READY]
         # A fresh process is READY beyond strength: the stale one it replaces stops now.
         while len(ready) > self.size:
             stale = [w for w in ready if w.stale]
@@ -295,7 +292,7 @@ class ProcessGroup:
             ready.remove(victim)
             live.remove(victim)
             self._retire(victim)
-        starting = any(w.state is WorkerState.STARTING for w in live)
+        starting = any(w.state is ChildState.STARTING for w in live)
         now = time.monotonic()
         if now < self._hold_until:
             self._hold(self._hold_until - now)
@@ -308,67 +305,67 @@ class ProcessGroup:
             and any(w.stale for w in live)
             # One at a time, strictly: the next replacement waits until the process the
             # last one replaced has finished its requests and gone.
-            and not any(w.state is WorkerState.RETIRING and w.stale for w in self.workers)
+            and not any(w.state is ChildState.RETIRING and w.stale for w in self.children)
         ):
             self._spawn()
 
     def _spawn(self) -> None:
-        worker = Worker(self, self.generation)
-        self.workers.append(worker)
+        child = Child(self, self.generation)
+        self.children.append(child)
         try:
-            process = self.launcher.spawn(worker)
+            process = self.launcher.spawn(child)
         except Exception as exc:
             logger.exception("%s: could not start a process", self.label)
-            self.workers.remove(worker)
+            self.children.remove(child)
             self._fail(f"could not start a process: {exc}")
             return
-        worker.process = process
-        worker.pid = process.pid
-        self._watch(worker)
+        child.process = process
+        child.pid = process.pid
+        self._watch(child)
 
-    def _retire(self, worker: Worker) -> None:
-        if worker.state in (WorkerState.RETIRING, WorkerState.EXITED):
+    def _retire(self, child: Child) -> None:
+        if child.state in (ChildState.RETIRING, ChildState.EXITED):
             return
-        worker.state = WorkerState.RETIRING
-        if worker.stale and not self.closing:
+        child.state = ChildState.RETIRING
+        if child.stale and not self.closing:
             self.restarts += 1
-        for timer in worker._timers:
+        for timer in child._timers:
             timer.cancel()
-        worker._timers.clear()
+        child._timers.clear()
         try:
-            self.launcher.retire(worker)
+            self.launcher.retire(child)
         except Exception:
-            logger.exception("%s: could not ask process %d to stop", self.label, worker.pid)
-            self._signal(worker, signal.SIGTERM)
+            logger.exception("%s: could not ask process %d to stop", self.label, child.pid)
+            self._signal(child, signal.SIGTERM)
         loop = self._loop
         if loop is not None:
-            worker._timers.append(loop.call_later(self.graceful_timeout, self._overdue, worker))
+            child._timers.append(loop.call_later(self.graceful_timeout, self._overdue, child))
         self._changed()
 
-    def _overdue(self, worker: Worker) -> None:
-        if worker.state is WorkerState.EXITED:
+    def _overdue(self, child: Child) -> None:
+        if child.state is ChildState.EXITED:
             return
         logger.warning(
             "%s: process %d did not finish within %g s; stopping it",
             self.label,
-            worker.pid,
+            child.pid,
             self.graceful_timeout,
         )
-        self._signal(worker, signal.SIGTERM)
-        self._arm_kill(worker, self.shutdown_timeout)
+        self._signal(child, signal.SIGTERM)
+        self._arm_kill(child, self.shutdown_timeout)
 
-    def _arm_kill(self, worker: Worker, delay: float) -> None:
+    def _arm_kill(self, child: Child, delay: float) -> None:
         if self._loop is not None:
-            worker._timers.append(self._loop.call_later(delay, self._kill_now, worker))
+            child._timers.append(self._loop.call_later(delay, self._kill_now, child))
 
-    def _kill_now(self, worker: Worker) -> None:
-        if worker.state is not WorkerState.EXITED:
-            logger.warning("%s: killing process %d", self.label, worker.pid)
-            self._signal(worker, signal.SIGKILL)
+    def _kill_now(self, child: Child) -> None:
+        if child.state is not ChildState.EXITED:
+            logger.warning("%s: killing process %d", self.label, child.pid)
+            self._signal(child, signal.SIGKILL)
 
-    def _signal(self, worker: Worker, signum: int) -> None:
-        process = worker.process
-        if process is not None and worker.state is not WorkerState.EXITED:
+    def _signal(self, child: Child, signum: int) -> None:
+        process = child.process
+        if process is not None and child.state is not ChildState.EXITED:
             try:
                 process.send_signal(signum)
             except ProcessLookupError:
@@ -379,9 +376,9 @@ class ProcessGroup:
         logger.error(
             "%s failed: %s; requests get 503 until the script changes again", self.label, why
         )
-        for worker in list(self.workers):
-            if worker.state in (WorkerState.STARTING, WorkerState.READY):
-                self._retire(worker)
+        for child in list(self.children):
+            if child.state in (ChildState.STARTING, ChildState.READY):
+                self._retire(child)
         started = self._started
         if started is not None and not started.done():
             started.set_exception(ScriptLoadError(self.target, f"{self.label}: {why}"))
@@ -401,75 +398,75 @@ class ProcessGroup:
 
     # -- process exits -----------------------------------------------------------------
 
-    def _watch(self, worker: Worker) -> None:
+    def _watch(self, child: Child) -> None:
         loop = self._loop
         assert loop is not None
         try:
-            pidfd = os.pidfd_open(worker.pid)
+            pidfd = os.pidfd_open(child.pid)
         except (AttributeError, OSError):
-            self._poll_exit(worker)
+            self._poll_exit(child)
             return
 
         def exited() -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            self._reap(worker)
+            self._reap(child)
 
         loop.add_reader(pidfd, exited)
 
-    def _poll_exit(self, worker: Worker) -> None:
-        process = worker.process
+    def _poll_exit(self, child: Child) -> None:
+        process = child.process
         assert process is not None and self._loop is not None
         if process.poll() is None:
-            self._loop.call_later(0.05, self._poll_exit, worker)
+            self._loop.call_later(0.05, self._poll_exit, child)
         else:
-            self._reap(worker)
+            self._reap(child)
 
-    def _reap(self, worker: Worker) -> None:
-        process = worker.process
+    def _reap(self, child: Child) -> None:
+        process = child.process
         assert process is not None
         try:
             status: int | None = process.wait(timeout=1.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - the pidfd said it exited
             status = None
-        previous = worker.state
-        worker.state = WorkerState.EXITED
-        worker.exit_status = status
-        for timer in worker._timers:
+        previous = child.state
+        child.state = ChildState.EXITED
+        child.exit_status = status
+        for timer in child._timers:
             timer.cancel()
-        worker._timers.clear()
+        child._timers.clear()
         try:
-            self.launcher.exited(worker)
+            self.launcher.exited(child)
         except Exception:
-            logger.exception("%s: cleaning up after process %d", self.label, worker.pid)
-        self.workers.remove(worker)
-        if previous is WorkerState.RETIRING or self.closing:
+            logger.exception("%s: cleaning up after process %d", self.label, child.pid)
+        self.children.remove(child)
+        if previous is ChildState.RETIRING or self.closing:
             logger.info(
                 "%s: process %d (generation %d) stopped (%s)",
                 self.label,
-                worker.pid,
-                worker.generation,
+                child.pid,
+                child.generation,
                 describe_status(status),
             )
-        elif previous is WorkerState.STARTING and status == EXIT_BOOT_FAILED:
-            if worker.generation == self.generation:
-                self._fail(f"process {worker.pid} could not load the application")
+        elif previous is ChildState.STARTING and status == EXIT_BOOT_FAILED:
+            if child.generation == self.generation:
+                self._fail(f"process {child.pid} could not load the application")
         else:
-            lived = time.monotonic() - worker.started_at
+            lived = time.monotonic() - child.started_at
             self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
             delay = 0.0 if self._crashes <= 1 else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
             self._hold_until = time.monotonic() + delay
             if self._started is not None and self._crashes >= 3:
-                self._fail(f"process {worker.pid} died while starting ({describe_status(status)})")
+                self._fail(f"process {child.pid} died while starting ({describe_status(status)})")
             logger.error(
                 "%s: process %d died (%s)%s; starting a replacement%s",
                 self.label,
-                worker.pid,
+                child.pid,
                 describe_status(status),
-                " while starting" if previous is WorkerState.STARTING else "",
+                " while starting" if previous is ChildState.STARTING else "",
                 f" in {delay:g} s" if delay else "",
             )
-        if self._all_exited is not None and not self.workers:
+        if self._all_exited is not None and not self.children:
             self._all_exited.set()
         self._reconcile()
         self._changed()

@@ -1,44 +1,42 @@
-"""Reading the Apache httpd configuration that mod_wsgi users write.
+"""What the directives of a config file mean: the site they describe.
 
-Rule: imports nothing of the package but ``config`` and ``errors``, and no asyncio. Every
-error is a ``ConfigFileError`` whose message starts with ``FILE:LINE:``.
+Rule: imports nothing of the package but ``config``, ``settings``, ``errors`` and this
+package's ``model`` and ``syntax``; no asyncio. Every error is a ``ConfigFileError`` whose
+message starts with ``FILE:LINE:``.
 
-The subset read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
-``<Directory>`` with ``AllowOverride``, ``Include``/``IncludeOptional``, ``<IfModule>``
-and mod_wsgi's ``WSGIScriptAlias``, ``WSGIDaemonProcess``, ``WSGIProcessGroup``,
+The directives read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
+``<Directory>`` with ``AllowOverride``, ``<IfModule>`` and mod_wsgi's ``WSGIScriptAlias``,
+``WSGIDaemonProcess`` (its options are the process-group settings of
+:class:`asyncwsgi.config.ProcessSettings` that name a directive), ``WSGIProcessGroup``,
 ``WSGICallableObject`` and ``WSGIScriptReloading`` (``WSGIApplicationGroup`` is read and
-ignored: every script runs as its own module in the main interpreter). Lines are read as
-Apache reads them: a backslash at the very end of a line continues it, a line whose
-first non-blank character is ``#`` is a comment, arguments are split on blanks and may
-be quoted with ``"`` or ``'`` (``\\"`` inside a quoted argument is a quote), directive
-names are not case sensitive. Relative paths are taken from the main file's folder
-(Apache's ServerRoot).
+ignored: every script runs as its own module in the main interpreter). Each is checked
+against the contexts Apache allows it in; the settings of a mount come from its contexts
+in increasing precedence (docs/DESIGN.md, "Sites").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from asyncwsgi.config import (
+from asyncwsgi.config import ProcessSettings
+from asyncwsgi.errors import ConfigError, ConfigFileError
+from asyncwsgi.settings import BindAddress, parse_bind, table
+from asyncwsgi.sites.model import (
     COMMAND_LINE,
     DEFAULT,
     EMBEDDED,
-    BindAddress,
     DaemonGroup,
     Layer,
     Mount,
     Setting,
     Site,
     VirtualHost,
-    parse_bind,
 )
-from asyncwsgi.errors import ConfigError, ConfigFileError
+from asyncwsgi.sites.syntax import Directive, ifmodule_holds, parse_text, read_file
 
 HTACCESS = ".htaccess"
 
@@ -69,198 +67,8 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "wsgiapplicationgroup": _EVERYWHERE,
 }
 SECTIONS = ("virtualhost", "directory", "ifmodule")
-# The names <IfModule> knows mod_wsgi by; any other module is taken as absent.
-WSGI_MODULE_NAMES = ("mod_wsgi.c", "wsgi_module", "mod_wsgi")
 OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
-_MAX_INCLUDE_DEPTH = 16
 PROCESS_GROUP_OPTION = " (process-group=)"  # added to the origin of the option's setting
-
-
-@dataclass(slots=True)
-class Directive:
-    """One directive, or a section with the directives inside it."""
-
-    name: str  # as written
-    args: list[str]
-    file: str
-    line: int
-    children: list[Directive] | None = None  # a section's body
-
-    @property
-    def key(self) -> str:
-        return self.name.lower()
-
-    @property
-    def origin(self) -> str:
-        return f"{self.file}:{self.line}"
-
-    def error(self, message: str) -> ConfigFileError:
-        return ConfigFileError(f"{self.origin}: {message}")
-
-
-# --------------------------------------------------------------------------------------
-# Lines and words
-# --------------------------------------------------------------------------------------
-
-
-def split_words(text: str) -> list[str]:
-    """Split a directive's arguments as Apache does: blanks separate, ``"`` or ``'``
-    quote; a backslash escapes a backslash, and inside quotes also the quote character.
-    Raises ``ValueError`` for a quote that is not closed."""
-    words: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            return words
-        quote = text[i] if text[i] in "\"'" else ""
-        if quote:
-            i += 1
-        chunk: list[str] = []
-        while i < n and (text[i] != quote if quote else text[i] not in " \t"):
-            if text[i] == "\\" and i + 1 < n and text[i + 1] in ("\\", quote or "\\"):
-                i += 1
-            chunk.append(text[i])
-            i += 1
-        if quote:
-            if i >= n:
-                raise ValueError(f"no closing {quote} in {text.strip()!r}")
-            i += 1
-        words.append("".join(chunk))
-
-
-def logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(first line number, text) of each line that is not blank or a comment, with
-    continued lines joined."""
-    physical = text.splitlines()
-    i = 0
-    while i < len(physical):
-        number = i + 1
-        line = physical[i]
-        i += 1
-        # A backslash at the very end continues the line; an escaped one does not.
-        while line.endswith("\\") and not line.endswith("\\\\") and i < len(physical):
-            line = line[:-1] + physical[i]
-            i += 1
-        line = line.strip()
-        if line and not line.startswith("#"):
-            yield number, line
-
-
-def parse_text(text: str, file: str) -> list[Directive]:
-    """The directives of one file, sections nested; ``Include`` is not followed here."""
-    top: list[Directive] = []
-    stack: list[tuple[Directive, list[Directive]]] = []
-    for number, line in logical_lines(text):
-        body = stack[-1][1] if stack else top
-        where = f"{file}:{number}"
-        if line.startswith("</"):
-            if not line.endswith(">"):
-                raise ConfigFileError(f"{where}: {line!r}: a closing tag ends with '>'")
-            name = line[2:-1].strip()
-            if not stack:
-                raise ConfigFileError(f"{where}: </{name}> without a matching <{name}> section")
-            opened, _ = stack.pop()
-            if name.lower() != opened.key:
-                raise ConfigFileError(
-                    f"{where}: </{name}> closes <{opened.name}>, opened at {opened.origin}"
-                )
-            continue
-        if line.startswith("<"):
-            if not line.endswith(">"):
-                raise ConfigFileError(f"{where}: {line!r}: a section tag ends with '>'")
-            inner = line[1:-1].strip()
-            name, _, rest = inner.partition(" ")
-            if "\t" in name:
-                name, _, more = name.partition("\t")
-                rest = more + " " + rest
-            try:
-                args = split_words(rest)
-            except ValueError as exc:
-                raise ConfigFileError(f"{where}: {exc}") from None
-            section = Directive(name, args, file, number, [])
-            body.append(section)
-            assert section.children is not None
-            stack.append((section, section.children))
-            continue
-        name = line.replace("\t", " ").partition(" ")[0]
-        try:
-            args = split_words(line[len(name) :])
-        except ValueError as exc:
-            raise ConfigFileError(f"{where}: {exc}") from None
-        body.append(Directive(name, args, file, number))
-    if stack:
-        opened, _ = stack[-1]
-        raise ConfigFileError(f"{opened.origin}: <{opened.name}> has no </{opened.name}>")
-    return top
-
-
-def read_file(path: str, *, root: str, display: str, depth: int = 0) -> list[Directive]:
-    """Parse one file and the files it includes, in place of their Include lines."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigFileError(f"{display}: cannot read: {reason}") from None
-    return _expand(parse_text(text, display), root, depth)
-
-
-def _expand(directives: list[Directive], root: str, depth: int) -> list[Directive]:
-    result: list[Directive] = []
-    for d in directives:
-        if d.key in ("include", "includeoptional"):
-            result += _include(d, root, depth)
-            continue
-        # The body of an <IfModule> that does not hold is skipped unread, Includes too.
-        if d.children is not None and (d.key != "ifmodule" or _ifmodule_holds(d) is not False):
-            d.children = _expand(d.children, root, depth)
-        result.append(d)
-    return result
-
-
-def _ifmodule_holds(d: Directive) -> bool | None:
-    """Whether an <IfModule> section's body is read (None: malformed, reported later)."""
-    if len(d.args) != 1:
-        return None
-    name = d.args[0]
-    wanted = not name.startswith("!")
-    return (name.lstrip("!").lower() in WSGI_MODULE_NAMES) == wanted
-
-
-def _include(d: Directive, root: str, depth: int) -> list[Directive]:
-    if len(d.args) != 1:
-        raise d.error(f"{d.name} takes one file, folder or wildcard pattern")
-    if depth >= _MAX_INCLUDE_DEPTH:
-        raise d.error(f"{d.name}: files include each other more than {depth} deep (a loop?)")
-    pattern = os.path.join(root, d.args[0])
-    optional = d.key == "includeoptional"
-    if glob.has_magic(pattern):
-        paths = sorted(glob.glob(pattern))
-        if not paths and not optional:
-            raise d.error(f"Include: no file matches {d.args[0]!r} (IncludeOptional allows that)")
-    elif os.path.exists(pattern):
-        paths = [pattern]
-    elif optional:
-        paths = []
-    else:
-        raise d.error(f"Include: no such file or folder {d.args[0]!r}")
-    found: list[Directive] = []
-    for path in paths:
-        found += _read_tree(path, root, depth + 1)
-    return found
-
-
-def _read_tree(path: str, root: str, depth: int) -> list[Directive]:
-    """A file, or every file below a folder: its entries sorted by name, files and
-    folders together, as Apache reads them."""
-    if not os.path.isdir(path):
-        return read_file(path, root=root, display=path, depth=depth)
-    found: list[Directive] = []
-    for name in sorted(os.listdir(path)):
-        found += _read_tree(os.path.join(path, name), root, depth)
-    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -324,14 +132,15 @@ def _options(d: Directive, words: list[str]) -> dict[str, str]:
     return options
 
 
-_INT_OPTIONS = {"processes": 1, "threads": 1, "maximum-requests": 0}
-_SECONDS_OPTIONS = {
-    "graceful-timeout": True,  # must be positive
-    "shutdown-timeout": True,
-    "restart-interval": False,  # 0: off
-    "request-timeout": False,
+# WSGIDaemonProcess option -> the process-group setting it gives (the settings table's).
+GROUP_OPTIONS = {e.option.directive: e for e in table(ProcessSettings) if e.option.directive}
+DAEMON_OPTIONS = (*GROUP_OPTIONS, "display-name")
+# What a line leaves out takes mod_wsgi's default, where that is not ours.
+MODWSGI_DEFAULTS = {
+    e.name: e.option.modwsgi_default
+    for e in GROUP_OPTIONS.values()
+    if e.option.modwsgi_default is not None
 }
-DAEMON_OPTIONS = (*_INT_OPTIONS, *_SECONDS_OPTIONS, "display-name")
 
 
 def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
@@ -347,39 +156,28 @@ def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
         )
     values: dict[str, object] = {}
     for key, text in _options(d, d.args[1:]).items():
-        attr = key.replace("-", "_")
-        if key in _INT_OPTIONS:
-            try:
-                number = int(text)
-            except ValueError:
-                number = -1
-            if number < _INT_OPTIONS[key]:
-                low = "positive" if _INT_OPTIONS[key] else "non-negative"
-                raise d.error(f"WSGIDaemonProcess: {key}={text!r}: expected a {low} number")
-            values[attr] = number
-        elif key in _SECONDS_OPTIONS:
-            try:
-                seconds = float(text)
-            except ValueError:
-                seconds = -1.0
-            positive = _SECONDS_OPTIONS[key]
-            if seconds < 0 or (positive and seconds == 0) or seconds != seconds:
-                raise d.error(
-                    f"WSGIDaemonProcess: {key}={text!r}: expected a "
-                    f"{'positive ' if positive else ''}number of seconds"
-                    f"{'' if positive else ' (0: off)'}"
-                )
-            values[attr] = seconds
-        elif key == "display-name":
+        if key == "display-name":
             if not text:
                 raise d.error("WSGIDaemonProcess: display-name= is empty")
-            values[attr] = text
-        else:
+            values["display_name"] = text
+            continue
+        setting = GROUP_OPTIONS.get(key)
+        if setting is None:
             raise d.error(
                 f"WSGIDaemonProcess: option {key!r} is not supported (supported: "
                 f"{', '.join(DAEMON_OPTIONS)})"
             )
-    return DaemonGroup(name=name, origin=d.origin, given=tuple(values), vhost=vhost, **values)  # type: ignore[arg-type]
+        try:
+            values[setting.name] = setting.option.kind.parse(text)
+        except ValueError as exc:
+            raise d.error(f"WSGIDaemonProcess: {key}={text!r}: {exc}") from None
+    return DaemonGroup(
+        name=name,
+        origin=d.origin,
+        given=tuple(values),
+        vhost=vhost,
+        **{**MODWSGI_DEFAULTS, **values},
+    )
 
 
 def _listen(d: Directive) -> BindAddress:
@@ -517,7 +315,7 @@ class _Reader:
             raise d.error(f"{d.name} is not allowed in {where} (allowed in: {', '.join(allowed)})")
         if key == "ifmodule":
             _one(d)
-            if _ifmodule_holds(d):
+            if ifmodule_holds(d):
                 assert d.children is not None
                 self.walk(d.children, context, target)
         elif key == "listen":
@@ -766,139 +564,3 @@ def _check_mount(
             f"({earlier[1]}, from {earlier[2]}); a daemon group runs one application, so "
             "give this one a WSGIDaemonProcess of its own"
         )
-
-
-# --------------------------------------------------------------------------------------
-# What the command line changes
-# --------------------------------------------------------------------------------------
-
-# Command-line settings that apply to every daemon group of a site.
-GROUP_OVERRIDES = (
-    "graceful_timeout",
-    "shutdown_timeout",
-    "maximum_requests",
-    "maximum_requests_jitter",
-    "restart_interval",
-    "request_timeout",
-)
-
-
-def override_groups(site: Site, options: dict[str, object]) -> Site:
-    """The site with the command line's daemon options (``GROUP_OVERRIDES``) in every
-    WSGIDaemonProcess."""
-    given = {k: v for k, v in options.items() if k in GROUP_OVERRIDES}
-    if not given:
-        return site
-    groups = tuple(
-        dataclasses.replace(g, overridden=tuple(given), **given)  # type: ignore[arg-type]
-        for g in site.groups
-    )
-    return dataclasses.replace(site, groups=groups)
-
-
-def any_port(site: Site) -> Site:
-    """The site with every <VirtualHost> port taken as ``*``: for addresses that do not
-    come from the file's Listen lines (``--bind``), whose ports the file cannot know."""
-    vhosts = tuple(
-        dataclasses.replace(v, addresses=tuple((host, "*") for host, _ in v.addresses))
-        for v in site.vhosts
-    )
-    return dataclasses.replace(site, vhosts=vhosts)
-
-
-def unserved(site: Site, binds: tuple[BindAddress, ...]) -> list[str]:
-    """The TCP addresses where every request would get 404: no <VirtualHost> answers
-    there and the main server mounts nothing."""
-    if site.mounts:
-        return []
-    found = []
-    for address in binds:
-        if address.kind != "tcp" or address.port == 0:
-            continue
-        port = str(address.port)
-        wildcard = address.host in ("0.0.0.0", "::", "")
-        if not any(
-            p in (port, "*") and (h == "*" or wildcard or h == address.host)
-            for vhost in site.vhosts
-            for h, p in vhost.addresses
-        ):
-            found.append(str(address))
-    return found
-
-
-# --------------------------------------------------------------------------------------
-# --check-config
-# --------------------------------------------------------------------------------------
-
-_LABELS = {
-    "script_reloading": "WSGIScriptReloading",
-    "callable": "WSGICallableObject",
-    "process_group": "WSGIProcessGroup",
-}
-
-
-def _show(name: str, value: object) -> str:
-    if name == "script_reloading":
-        return "On" if value else "Off"
-    if name == "process_group" and value == EMBEDDED:
-        return "%{GLOBAL} (embedded)"
-    return str(value)
-
-
-def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) -> str:
-    """What ``--check-config`` prints: every address, group, virtual host and mount with
-    its effective settings and the file:line each came from."""
-    out: list[str] = [f"{site.path}: syntax OK", ""]
-    if site.listen and bind_origin != COMMAND_LINE:
-        out += [f"Listen {address}  ({origin})" for address, origin in site.listen]
-    else:
-        out += [f"Listen {address}  ({bind_origin})" for address in binds]
-    out += [
-        f"warning: requests to {address} get 404: no <VirtualHost> answers there and the "
-        "main server has no WSGIScriptAlias"
-        for address in unserved(site, binds)
-    ]
-    used = {
-        m.settings(site.htaccess.get(m.htaccess))["process_group"].value
-        for _, m in site.all_mounts()
-    }
-    for group in site.groups:
-        options = []
-        for key in DAEMON_OPTIONS:
-            attr = key.replace("-", "_")
-            value = getattr(group, attr)
-            if key == "display-name":
-                value = repr(group.title)
-            elif isinstance(value, float):
-                value = f"{value:g}"
-            origin = (
-                " (command line)"
-                if attr in group.overridden
-                else ""
-                if attr in group.given
-                else " (default)"
-            )
-            options.append(f"{key}={value}{origin}")
-        note = "" if group.name in used else "  -- no application uses it; not started"
-        out += ["", f"WSGIDaemonProcess {group.name}  ({group.origin}){note}"]
-        out += [f"    {option}" for option in options]
-
-    def mounts(label: str, items: tuple[Mount, ...]) -> None:
-        out.extend(["", label])
-        for m in sorted(items, key=lambda m: -len(m.path)):
-            shown = m.path.encode("latin-1").decode("utf-8", "replace") or "/"
-            out.append(f"  {shown} -> {m.script}  ({m.origin})")
-            settings = m.settings(site.htaccess.get(m.htaccess))
-            for name, setting in settings.items():
-                out.append(
-                    f"    {_LABELS[name]:<20} {_show(name, setting.value):<24} {setting.origin}"
-                )
-            if m.htaccess:
-                out.append(f"    {'.htaccess':<20} {m.htaccess} (read; re-read when it changes)")
-
-    if site.mounts or not site.vhosts:
-        mounts("Main server (requests that match no <VirtualHost> address)", site.mounts)
-    for vhost in site.vhosts:
-        names = f", aliases {' '.join(vhost.aliases)}" if vhost.aliases else ""
-        mounts(f"<VirtualHost> {vhost.label}{names}  ({vhost.origin})", vhost.mounts)
-    return "\n".join(out) + "\n"

@@ -30,12 +30,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
-from asyncwsgi.apache import read_htaccess, unserved
-from asyncwsgi.config import EMBEDDED, Config, Layer, Mount, Site, VirtualHost
+from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.daemon.front import DaemonRunner, FrontExchange
 from asyncwsgi.errors import ConfigError, ScriptLoadError
-from asyncwsgi.routing import Routes, match
 from asyncwsgi.scripts.reloader import ScriptSource, StatKey, TickStat, stat_key
+from asyncwsgi.sites.directives import read_htaccess
+from asyncwsgi.sites.model import EMBEDDED, Layer, Mount, Site, VirtualHost
+from asyncwsgi.sites.report import unserved
+from asyncwsgi.sites.routing import Routes, match
 from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
@@ -298,19 +300,12 @@ class SiteRunner:
                 daemons = DaemonRunner(
                     app=mount.script,
                     group=group.name,
-                    processes=group.processes,
-                    threads=group.threads,
+                    settings=ProcessSettings.of(group),
                     callable_name=callable_name,
                     script_reloading=False,  # each mount checks the script itself
                     script_name=mount.path,
                     forwarded_allow_ips=config.forwarded_allow_ips,
                     log_level=config.log_level,
-                    graceful_timeout=group.graceful_timeout,
-                    shutdown_timeout=group.shutdown_timeout,
-                    maximum_requests=group.maximum_requests,
-                    maximum_requests_jitter=group.maximum_requests_jitter,
-                    restart_interval=group.restart_interval,
-                    request_timeout=group.request_timeout,
                     title=group.title,
                 )
                 self.groups[group_name] = daemons

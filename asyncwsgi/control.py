@@ -1,8 +1,8 @@
 """The control socket: how ``python -m asyncwsgi reload [GROUP]`` reaches a running server.
 
-Rule: asyncio and the standard library only; nothing here imports ``http/``, ``wsgi/`` or
-``server``. This module moves one line each way; what a command *does* is the handler's
-business (the server passes one to :class:`ControlServer`).
+Rule: asyncio and the standard library, and nothing of the package but ``errors``; every
+mode's server opens one. This module moves one line each way; what a command *does* is the
+handler's business (the server passes one to :class:`ControlServer`).
 
 Where the socket lives
 ----------------------
