@@ -26,8 +26,8 @@ directory, imports asyncwsgi and lists the file of every asyncwsgi module it loa
 its checkout is reported as not run. That also catches the editable finder filling in a
 module the checkout lacks, since the package and its submodules are all checked.
 
-Row names, run order and the environment are pure functions, tested in
-``test_baseline.py``.
+Row names, run order (over ``--rounds`` too) and the environment are pure functions,
+tested in ``test_baseline.py``.
 """
 
 from __future__ import annotations
@@ -132,6 +132,25 @@ def run_order(
         order += [(name, baseline_first), (name, not baseline_first)]
         pairs += 1
     return order
+
+
+def plan_rounds(
+    names: Sequence[str], ours: Callable[[str], bool], rounds: int
+) -> list[tuple[int, str, bool]]:
+    """``(round, name, from_baseline)`` in the order to run them (``run.py --rounds``).
+
+    Each round runs every row once, in ``run_order``; the rounds follow one another, so a
+    machine that drifts over the run moves every row alike rather than the rows run last.
+    Within a round every other pair runs the baseline first, and from one round to the
+    next every pair swaps sides. (``run_order``'s ``start`` is the number of earlier rounds
+    here, not of earlier pairs: with an even number of pairs, counting pairs would give
+    every pair the same order in every round. With an odd number both are the same.)
+    """
+    return [
+        (number, name, from_baseline)
+        for number in range(1, rounds + 1)
+        for name, from_baseline in run_order(names, ours, number - 1)
+    ]
 
 
 def table_order(names: Sequence[str], ours: Callable[[str], bool]) -> list[str]:

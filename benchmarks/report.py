@@ -1,7 +1,16 @@
-"""Data model of one benchmark run and its rendering as Markdown / JSON."""
+"""Data model of one benchmark run and its rendering as Markdown / JSON.
+
+With ``run.py --rounds N`` (N > 1) every row is measured N times; a row's outcome then
+keeps each round's outcome whole (``ServerOutcome.round_outcomes``) and the table shows,
+per connection count, the median req/s with its min-max spread, the median p99 and the
+errors summed over the rounds (``summarize``). With one round the output is as it always
+was.
+"""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,15 +72,27 @@ class ServerOutcome:
     log_tail: str = ""
     processes: str = ""  # the server's processes once it answered, when they were checked
     measurements: dict[int, Measurement] = field(default_factory=dict)
+    # --rounds N > 1: the outcome of each round, in run order (``combine_rounds``);
+    # ``measurements`` then stays empty and every figure is taken over these.
+    round_outcomes: list[ServerOutcome] = field(default_factory=list)
+
+    def runs(self, connections: int) -> list[Measurement]:
+        """The measurements at ``connections``: one per round that got that far."""
+        if not self.round_outcomes:
+            measurement = self.measurements.get(connections)
+            return [] if measurement is None else [measurement]
+        return [
+            o.measurements[connections]
+            for o in self.round_outcomes
+            if connections in o.measurements
+        ]
 
     def rps(self, connections: int) -> float | None:
-        measurement = self.measurements.get(connections)
-        if measurement is None or measurement.result is None:
-            return None
-        return measurement.result.requests_per_sec
+        """req/s at ``connections``; the median over the rounds with ``--rounds``."""
+        return summarize(self.runs(connections)).rps
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "description": self.description,
             "version": self.version,
@@ -81,6 +102,80 @@ class ServerOutcome:
             "log_tail": self.log_tail,
             "measurements": {str(c): m.to_dict() for c, m in self.measurements.items()},
         }
+        if self.round_outcomes:
+            # Every round whole (each wrk output included), and what the table shows.
+            counts = sorted({c for o in self.round_outcomes for c in o.measurements})
+            data["summary"] = {str(c): summarize(self.runs(c)).to_dict() for c in counts}
+            data["rounds"] = [o.to_dict() for o in self.round_outcomes]
+        return data
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One row at one connection count over the rounds that measured it."""
+
+    measured: int  # rounds that ran wrk at this connection count
+    runs: int  # of which gave numbers
+    rps: float | None = None  # median req/s of those
+    rps_min: float | None = None
+    rps_max: float | None = None
+    p99_ms: float | None = None  # median p99 of the runs that report one
+    errors: int = 0  # summed: an error in any round counts
+    contended: int = 0  # runs that stayed contended after their retries
+    queued: int | None = None  # median accept-queue length (each run's own median)
+    many_queued: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def summarize(measurements: Sequence[Measurement]) -> Summary:
+    """Median req/s and p99, req/s min and max, errors summed, over ``measurements`` (one
+    row, one connection count, one per round). Medians, because one round disturbed by the
+    machine should not move the figure the way it moves a mean."""
+    good = [m for m in measurements if m.result is not None]
+    if not good:
+        return Summary(measured=len(measurements), runs=0)
+    rps = [m.result.requests_per_sec for m in good if m.result is not None]
+    p99s = [m.result.p99_ms for m in good if m.result is not None and m.result.p99_ms is not None]
+    queues = [m.queued for m in good if m.queued is not None]
+    queued = round(statistics.median(queues)) if queues else None
+    connections = good[0].connections
+    return Summary(
+        measured=len(measurements),
+        runs=len(good),
+        rps=statistics.median(rps),
+        rps_min=min(rps),
+        rps_max=max(rps),
+        p99_ms=statistics.median(p99s) if p99s else None,
+        errors=sum(m.result.errors for m in good if m.result is not None),
+        contended=sum(1 for m in good if m.contention),
+        queued=queued,
+        many_queued=(queued or 0) >= max(QUEUED_MIN, connections // 20),
+    )
+
+
+def combine_rounds(rounds: Sequence[ServerOutcome]) -> ServerOutcome:
+    """One row's outcome from its rounds' (``run.py --rounds``); a single round as it is.
+
+    Name, version, command line and processes are the first round's that ran (a later
+    round only differs by its port); the row is "not run" only if no round ran, with the
+    first round's reason. Each round stays whole in ``round_outcomes``.
+    """
+    if len(rounds) == 1:
+        return rounds[0]
+    ran = [o for o in rounds if o.failure is None]
+    first = ran[0] if ran else rounds[0]
+    return ServerOutcome(
+        name=first.name,
+        description=first.description,
+        version=first.version,
+        argv=first.argv,
+        failure=None if ran else first.failure,
+        log_tail=first.log_tail,
+        processes=first.processes,
+        round_outcomes=list(rounds),
+    )
 
 
 @dataclass
@@ -95,9 +190,10 @@ class RunReport:
     servers: list[ServerOutcome]
     baseline: str = BASELINE  # the row every ratio is taken against
     title: str = "Hello-world WSGI benchmark"
+    rounds: int = 1  # --rounds: times every row was measured
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "title": self.title,
             "baseline": self.baseline,
             "date_utc": self.date_utc,
@@ -107,6 +203,9 @@ class RunReport:
             "connections": self.connections,
             "servers": [s.to_dict() for s in self.servers],
         }
+        if self.rounds > 1:
+            data["rounds"] = self.rounds
+        return data
 
 
 def format_ratio(baseline_rps: float | None, peer_rps: float | None) -> str:
@@ -118,20 +217,35 @@ def format_ratio(baseline_rps: float | None, peer_rps: float | None) -> str:
 
 def before_after(servers: list[ServerOutcome], connections: list[int]) -> list[str]:
     """One line per row that has an ``@baseline`` twin (``run.py --baseline``): its req/s
-    and the twin's, and this checkout's over the baseline's, per connection count."""
+    and the twin's, and this checkout's over the baseline's, per connection count.
+
+    With rounds: the medians' ratio, then each round's own ratio. The two rows of a pair
+    ran back to back in every round, so the per-round ratios show how far the machine's
+    drift within a round could move the median's."""
     by_name = {s.name: s for s in servers}
     lines = []
     for current in servers:
         twin = by_name.get(current.name + BASELINE_SUFFIX)
         if twin is None:
             continue
+        rounds = len(current.round_outcomes)
         cells = []
         for c in connections:
             now, before = current.rps(c), twin.rps(c)
             shown = " vs ".join("—" if r is None else f"{r:,.0f}" for r in (now, before))
-            cells.append(f"c={c} {shown} req/s = {format_ratio(now, before)}")
+            cell = f"c={c} {shown} req/s = {format_ratio(now, before)}"
+            # Each round's ratio only where both sides have a median: a side that never
+            # ran would make it a row of n/a.
+            if None not in (now, before) and len(twin.round_outcomes) == rounds > 1:
+                pairs = zip(current.round_outcomes, twin.round_outcomes, strict=True)
+                ratios = ", ".join(format_ratio(a.rps(c), b.rps(c)) for a, b in pairs)
+                cell += f" (per round: {ratios})"
+            cells.append(cell)
+        sides = "this checkout vs baseline" + (
+            f", medians of {rounds} rounds" if rounds > 1 else ""
+        )
         lines.append(
-            f"**Before/after `{current.name}`** (this checkout vs baseline): "
+            f"**Before/after `{current.name}`** ({sides}): "
             + "; ".join(cells)
             + " (above 1.00x: this checkout served more)"
         )
@@ -161,17 +275,55 @@ def _format_cells(
     ]
 
 
+def _format_round_cells(
+    outcome: ServerOutcome, connections: int, baseline_rps: float | None
+) -> list[str]:
+    """The cells of a row measured over several rounds: see ``render_table``."""
+    summary = summarize(outcome.runs(connections))
+    if outcome.failure is not None or summary.measured == 0:
+        return ["—", "—", "—", "—"]
+    if summary.rps is None or summary.rps_min is None or summary.rps_max is None:
+        return ["failed", "—", "—", "—"]
+    rps = f"{summary.rps:,.0f} ({summary.rps_min:,.0f}-{summary.rps_max:,.0f})"
+    if summary.contended:
+        rps += "*"
+    rounds = len(outcome.round_outcomes)
+    if summary.runs < rounds:
+        rps += f" [{summary.runs}/{rounds}]"  # rounds that failed or did not start are left out
+    errors = str(summary.errors)
+    if summary.many_queued:
+        errors += f" ({summary.queued} queued)"
+    return [
+        rps,
+        f"{summary.p99_ms:.2f}" if summary.p99_ms is not None else "n/a",
+        errors,
+        format_ratio(baseline_rps, summary.rps),
+    ]
+
+
 def render_table(
-    servers: list[ServerOutcome], connections: list[int], baseline_name: str = BASELINE
+    servers: list[ServerOutcome],
+    connections: list[int],
+    baseline_name: str = BASELINE,
+    rounds: int = 1,
 ) -> str:
     """The results table: one row per server, four columns per connection count.
 
     The ``asyncwsgi/peer`` columns divide the req/s of the row named ``baseline_name``
-    (an asyncwsgi setup) by each row's.
+    (an asyncwsgi setup) by each row's. With ``rounds`` > 1: median req/s with its
+    ``(min-max)`` over the rounds, median p99, errors summed, the ratio of the medians.
     """
     baseline = next((s for s in servers if s.name == baseline_name), None)
     header = ["server"]
     for c in connections:
+        if rounds > 1:
+            header += [
+                f"c={c} req/s median (min-max)",
+                f"c={c} p99 ms median",
+                f"c={c} errors sum",
+                f"c={c} {BASELINE}/peer",
+            ]
+            continue
         header += [f"c={c} req/s", f"c={c} p99 ms", f"c={c} errors", f"c={c} {BASELINE}/peer"]
     lines = [
         "| " + " | ".join(header) + " |",
@@ -182,7 +334,8 @@ def render_table(
         row = [label]
         for c in connections:
             baseline_rps = baseline.rps(c) if baseline is not None else None
-            row += _format_cells(outcome, c, baseline_rps)
+            cells = _format_round_cells if rounds > 1 else _format_cells
+            row += cells(outcome, c, baseline_rps)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -194,13 +347,15 @@ def render_markdown(report: RunReport) -> str:
     out += [f"- **{key}:** {value}" for key, value in report.machine.items()]
     out += ["- **wrk command:** " + ", ".join(f"`{cmd}`" for cmd in report.wrk_commands)]
     out += [f"- {note}" for note in report.notes]
-    out += ["", render_table(report.servers, report.connections, report.baseline), ""]
+    table = render_table(report.servers, report.connections, report.baseline, report.rounds)
+    out += ["", table, ""]
     out += [
         f"`{BASELINE}/peer` is {report.baseline}'s req/s divided by the row's req/s at the "
         "same connection count (above 1.00x: asyncwsgi served more). `errors` = wrk socket errors "
         "(connect + read + write + timeout) + non-2xx/3xx responses. `(N queued)`: typically "
         "N of wrk's connections were waiting in the server's accept queue, not yet accepted "
-        "(median of 3 samples during the run); wrk reports nothing about them.",
+        "(median of 3 samples during the run); wrk reports nothing about them."
+        + (_rounds_legend(report.rounds) if report.rounds > 1 else ""),
         "",
         "## Servers",
         "",
@@ -215,22 +370,55 @@ def render_markdown(report: RunReport) -> str:
             if last_lines:
                 out.append(f"  - last log line: `{last_lines[-1].strip()}`")
         for c, measurement in outcome.measurements.items():
-            if measurement.error is not None:
-                out.append(f"  - c={c}: {measurement.error}")
-            if measurement.contention is not None:
-                out.append(f"  - c={c}: contended: {measurement.contention}")
-            if measurement.many_queued:
-                samples = ", ".join(str(n) for n in measurement.accept_queue)
-                out.append(
-                    f"  - c={c}: connections waiting in the accept queue at 1/4, 1/2, 3/4 of "
-                    f"the run: {samples} (of {c})"
-                )
-            if measurement.error is None and measurement.result and measurement.result.errors:
-                r = measurement.result
-                out.append(
-                    f"  - c={c}: {r.errors} errors (connect {r.connect_errors}, "
-                    f"read {r.read_errors}, write {r.write_errors}, "
-                    f"timeout {r.timeout_errors}, non-2xx/3xx {r.non_2xx_3xx})"
-                )
-    out += ["", "Results are from one run on one machine; treat differences of a few % as noise."]
+            out += _measurement_notes(f"c={c}", measurement)
+        for number, round_outcome in enumerate(outcome.round_outcomes, start=1):
+            if round_outcome.failure is not None and outcome.failure is None:
+                out.append(f"  - round {number}: not run: {round_outcome.failure}")
+            for c, measurement in round_outcome.measurements.items():
+                out += _measurement_notes(f"c={c}, round {number}", measurement)
+    if report.rounds > 1:
+        out += [
+            "",
+            f"Results are from {report.rounds} rounds on one machine (each row measured "
+            "once per round, rounds interleaved); treat differences within the rows' min-max "
+            "spreads as noise.",
+        ]
+    else:
+        out += [
+            "",
+            "Results are from one run on one machine; treat differences of a few % as noise.",
+        ]
     return "\n".join(out) + "\n"
+
+
+def _rounds_legend(rounds: int) -> str:
+    return (
+        f" Every row was measured in each of {rounds} rounds: req/s is the median over the "
+        "rounds with the lowest and highest in brackets, p99 the median, errors the sum "
+        "over the rounds, `asyncwsgi/peer` the ratio of the medians; `*`: at least one "
+        "round stayed contended; `[k/N]`: only k rounds gave numbers (see the notes)."
+    )
+
+
+def _measurement_notes(label: str, measurement: Measurement) -> list[str]:
+    """The per-server lines on one measurement (``label``: ``c=50``, or with its round)."""
+    c = measurement.connections
+    out = []
+    if measurement.error is not None:
+        out.append(f"  - {label}: {measurement.error}")
+    if measurement.contention is not None:
+        out.append(f"  - {label}: contended: {measurement.contention}")
+    if measurement.many_queued:
+        samples = ", ".join(str(n) for n in measurement.accept_queue)
+        out.append(
+            f"  - {label}: connections waiting in the accept queue at 1/4, 1/2, 3/4 of "
+            f"the run: {samples} (of {c})"
+        )
+    if measurement.error is None and measurement.result and measurement.result.errors:
+        r = measurement.result
+        out.append(
+            f"  - {label}: {r.errors} errors (connect {r.connect_errors}, "
+            f"read {r.read_errors}, write {r.write_errors}, "
+            f"timeout {r.timeout_errors}, non-2xx/3xx {r.non_2xx_3xx})"
+        )
+    return out

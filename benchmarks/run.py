@@ -5,7 +5,8 @@ Usage::
     python benchmarks/run.py [--scenario single|processes|daemon|site] [--duration 10]
                              [--only NAME,...] [--connections 50,1000]
                              [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
-                             [--retry-contended 2] [--baseline DIR] [--no-save]
+                             [--retry-contended 2] [--baseline DIR] [--rounds N]
+                             [--no-save]
 
 ``--scenario`` picks the set of servers (see ``servers.py``): ``single`` (default,
 one process each), ``processes`` (two processes each, the app in them: asyncwsgi
@@ -22,6 +23,14 @@ refactoring can show its speed against the code it started from, measured in the
 run on the same machine. Both rows of a pair are pinned to their checkout and checked
 before they start (see ``baseline.py``); a row that would import asyncwsgi from anywhere
 else is reported as not run.
+
+``--rounds N`` measures every row N times, in rounds: each round runs every row once, in
+the order above (and each pair of rows swaps sides from one round to the next),
+so that the machine speeding up or slowing down over the run hits all rows alike. Each
+round starts every server afresh and warms it up again. The table shows, per row and
+connection count, the median req/s with its min-max over the rounds, the median p99 and
+the errors summed; ratios and the "Before/after" line use the medians; the JSON keeps
+every round. One round (the default) gives the report it always did.
 
 For each selected server in turn: start it as a subprocess on a free port of
 127.0.0.1, poll until it answers ``GET /`` with the expected body, check that it
@@ -70,6 +79,7 @@ from report import (
     RunReport,
     ServerOutcome,
     before_after,
+    combine_rounds,
     render_markdown,
 )
 from servers import (
@@ -631,9 +641,22 @@ def _summary(m: Measurement) -> str:
     return text
 
 
-def baseline_notes(baseline_dir: Path, order: list[tuple[str, bool]], reference: str) -> list[str]:
-    """The report's lines on ``--baseline``: which code each side ran, and in what order."""
-    ran = ", ".join(f"`{baseline.row_name(name, b)}`" for name, b in order)
+def baseline_notes(
+    baseline_dir: Path, order: list[tuple[str, bool]], reference: str, rounds: int = 1
+) -> list[str]:
+    """The report's lines on ``--baseline``: which code each side ran, and in what order.
+
+    ``order``: every run, all rounds one after the other (``rounds`` of equal length)."""
+    per_round = len(order) // rounds
+    ran = "; ".join(
+        (f"round {k + 1}: " if rounds > 1 else "")
+        + ", ".join(
+            f"`{baseline.row_name(name, b)}`"
+            for name, b in order[k * per_round : (k + 1) * per_round]
+        )
+        for k in range(rounds)
+    )
+    carried = "; each pair swaps sides from round to round" if rounds > 1 else ""
     return [
         f"**Baseline:** rows named `NAME{baseline.SUFFIX}` ran asyncwsgi from "
         f"{baseline.label(baseline_dir)}, the other asyncwsgi rows from this checkout, "
@@ -641,8 +664,18 @@ def baseline_notes(baseline_dir: Path, order: list[tuple[str, bool]], reference:
         "started in its checkout with it first on PYTHONPATH, after checking that "
         "asyncwsgi imports from there (every module). A baseline row's "
         f"`{BASELINE}/peer` cell is `{reference}` (this checkout) over it.",
-        f"**Run order:** {ran} (each pair back to back, every other pair baseline first)",
+        f"**Run order:** {ran} (each pair back to back, every other pair baseline first{carried})",
     ]
+
+
+def rounds_note(rounds: int) -> str:
+    """The report's line on ``--rounds``."""
+    return (
+        f"**Rounds:** {rounds}: each round started, warmed up, measured and stopped every "
+        "server in turn, the rounds one after the other, so that a machine that drifts "
+        "during the run moves every row alike; the table gives medians over the rounds "
+        "(see below it)"
+    )
 
 
 def _cpu_list(cpus: frozenset[int]) -> str:
@@ -732,6 +765,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "to it, to compare two versions in one run",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="measure every server N times, in interleaved rounds (each round restarts and "
+        "warms up every server), and report medians with the min-max spread (default 1)",
+    )
+    parser.add_argument(
         "--no-save", action="store_true", help="print only; do not write benchmarks/results/"
     )
     args = parser.parse_args(argv)
@@ -741,6 +782,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("wrk needs at least as many connections as threads")
     if args.modwsgi_threads <= 0:
         parser.error("--modwsgi-threads must be positive")
+    if args.rounds <= 0:
+        parser.error("--rounds must be positive")
     known = SCENARIOS[args.scenario].by_name(args.modwsgi_threads)
     unknown = [n for n in args.only or () if n not in known]
     if unknown:
@@ -773,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     def ours(name: str) -> bool:  # the rows run twice: asyncwsgi's, with --baseline
         return args.baseline is not None and is_asyncwsgi(by_name[name])
 
-    order = baseline.run_order(names, ours)
+    plan = baseline.plan_rounds(names, ours, args.rounds)
     now = dt.datetime.now(dt.timezone.utc)
 
     server_cpus, wrk_cpus = pin_cpus(scenario.server_cpus) if args.pin else (None, None)
@@ -796,13 +839,19 @@ def main(argv: list[str] | None = None) -> int:
             workdir=Path(tmp),
             check_processes=scenario.server_cpus > 1,
         )
-        outcomes: dict[str, ServerOutcome] = {}
-        for name, from_baseline in order:
+        per_row: dict[str, list[ServerOutcome]] = {}  # row name -> its rounds' outcomes
+        announced = 0
+        for number, name, from_baseline in plan:
+            if args.rounds > 1 and number != announced:
+                log(f"-- round {number}/{args.rounds}")
+                announced = number
             spec = by_name[name]
             row = baseline_spec(spec) if from_baseline else spec
             checkout = baseline.checkout_for(is_asyncwsgi(spec), from_baseline, args.baseline)
-            outcomes[row.name] = bench_server(row, cfg, checkout)
-    rows = [outcomes[name] for name in baseline.table_order(names, ours)]
+            # Started afresh each round (and warmed up again): every round measures the
+            # same thing, a freshly started server, and a crash stays within its round.
+            per_row.setdefault(row.name, []).append(bench_server(row, cfg, checkout))
+    rows = [combine_rounds(per_row[name]) for name in baseline.table_order(names, ours)]
 
     notes = [
         f"**Scenario:** `{scenario.name}`: {scenario.description}; ratios against "
@@ -810,7 +859,8 @@ def main(argv: list[str] | None = None) -> int:
         f"**App:** `{app_script.relative_to(REPO_ROOT)}` (response body {body!r}, "
         "checked byte-for-byte against every server before it is measured)",
         f"**Warm-up:** {args.warmup} s of wrk at c={min(args.connections)} per server; "
-        "each server runs alone, started fresh, then stopped",
+        "each server runs alone, started fresh, then stopped"
+        + (" (in every round)" if args.rounds > 1 else ""),
         "**CPU pinning:** "
         + (
             f"server on CPU {_cpu_list(server_cpus)}, wrk on CPU {_cpu_list(wrk_cpus)} (--pin)"
@@ -826,11 +876,14 @@ def main(argv: list[str] | None = None) -> int:
         f"**Contention check:** CPU used by other processes during each wrk run is measured "
         f"from /proc; a `*` after req/s marks a run where it was >= {FOREIGN_CPU_LIMIT} cores",
     ]
+    if args.rounds > 1:
+        notes.append(rounds_note(args.rounds))
     describe = git_describe()
     if describe:
         notes.append(f"**asyncwsgi git:** {describe}")
     if args.baseline is not None:
-        notes += baseline_notes(args.baseline, order, scenario.baseline)
+        order = [(name, from_baseline) for _, name, from_baseline in plan]
+        notes += baseline_notes(args.baseline, order, scenario.baseline, args.rounds)
         notes += before_after(rows, args.connections)
     report = RunReport(
         date_utc=now.strftime("%Y-%m-%d %H:%M UTC"),
@@ -845,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=scenario.baseline,
         title="Hello-world WSGI benchmark"
         + ("" if scenario.name == DEFAULT_SCENARIO else f", scenario `{scenario.name}`"),
+        rounds=args.rounds,
     )
     markdown = render_markdown(report)
     print(markdown)
