@@ -301,7 +301,8 @@ def copy_main() -> None:
     import os
 
     from asyncwsgi.processes import EXIT_BOOT_FAILED
-    from asyncwsgi.server import COPY_ENV, config_from_copy_settings, run
+    from asyncwsgi.server import run
+    from asyncwsgi.server.supervisor import COPY_ENV, config_from_copy_settings
 
     config, ready_fd = config_from_copy_settings(os.environ.pop(COPY_ENV))
     setup_logging(config.log_level)

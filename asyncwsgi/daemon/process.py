@@ -2,7 +2,7 @@
 
 Rule: threads, not asyncio, and each thread has one job. The *reader* thread blocks in
 ``recv``, decodes frames (``wire.FrameDecoder``) and dispatches them: a REQUEST becomes a
-:class:`_Stream` handed to a worker thread, the other stream frames feed the stream it
+:class:`DaemonStream` handed to a worker thread, the other stream frames feed the stream it
 names. *Worker* threads run the application through the same WSGI bridge as embedded
 mode (``build_environ`` + ``call_application``) and write their own frames to the socket
 under one send lock. The *main* thread only waits for events (signals, DRAIN done, end of
@@ -31,28 +31,25 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Sequence
 from queue import SimpleQueue
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 import setproctitle
 
-from asyncwsgi.chunks import take
 from asyncwsgi.daemon import wire
+from asyncwsgi.daemon.stream import DaemonStream
 from asyncwsgi.errors import (
-    BadRequestBody,
     ClientDisconnected,
     ProtocolError,
-    RequestBodyTooLarge,
     ScriptLoadError,
 )
+from asyncwsgi.processes import EXIT_BOOT_FAILED
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
-from asyncwsgi.wsgi.proxy import ProxyTrust
+from asyncwsgi.wsgi.proxy import trust_for
 from asyncwsgi.wsgi.response import FileWrapper, call_application
 from asyncwsgi.wsgi.types import Environ, WSGIApplication
 
@@ -68,32 +65,17 @@ __all__ = [
 logger = logging.getLogger("asyncwsgi.error")
 
 EXIT_OK: Final = 0
-# The application could not be imported; the pool manager stops respawning.
-EXIT_BOOT_FAILED: Final = 3
 # The front sent bytes that are not the wire protocol.
 EXIT_PROTOCOL_ERROR: Final = 4
 # Request body bytes the front may send on a new stream before the first WINDOW.
 DEFAULT_REQUEST_WINDOW: Final = 256 * 1024
 
-# How long a worker waits for request body bytes or for response credit before it gives
-# up on the client, as embedded mode does.
-_IO_WAIT: Final = 60.0
-# Body bytes per frame: far under the wire's max frame size even with a head's headers.
-_MAX_CHUNK: Final = 256 * 1024
-# Below this a body frame is copied behind its header and sent with one sendall; above,
-# sendmsg sends header and data without the copy.
-_COPY_LIMIT: Final = 64 * 1024
 _RECV_SIZE: Final = 256 * 1024
+# Frames queued at once that add up to less than this are joined into one sendall; more
+# go out with sendmsg, which does not copy them.
+_COPY_LIMIT: Final = 64 * 1024
 _IOV_MAX: Final = 512
 _U32_MAX: Final = 0xFFFFFFFF
-
-_ERROR_HEADERS: Final = [("Content-Type", "text/plain; charset=utf-8")]
-_BODY_ERRORS: Final[dict[wire.BodyErrorReason, tuple[type[OSError], str]]] = {
-    wire.BodyErrorReason.DISCONNECTED: (ClientDisconnected, "client disconnected"),
-    wire.BodyErrorReason.TIMEOUT: (ClientDisconnected, "timed out waiting for the request body"),
-    wire.BodyErrorReason.MALFORMED: (BadRequestBody, "malformed request body"),
-    wire.BodyErrorReason.TOO_LARGE: (RequestBodyTooLarge, "request body too large"),
-}
 
 # Events for the main thread.
 _TERM: Final = "SIGTERM"
@@ -102,380 +84,6 @@ _DRAINED: Final = "drained"
 _EOF: Final = "end of input"
 _BROKEN: Final = "protocol error"
 _SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGINT}
-
-
-# --------------------------------------------------------------------------------------
-# One request: the Exchange a worker answers, fed by the reader thread
-# --------------------------------------------------------------------------------------
-
-
-class _Stream:
-    """One stream: the request attributes of ``wsgi.types.Exchange`` and its methods.
-
-    The methods run on the one worker thread serving the request; the ``on_*`` methods run
-    on the reader thread. Response credit needs no lock: the reader only adds to
-    ``_granted`` and the worker only adds to ``_spent``. The request body (when it did not
-    all come with the REQUEST) is guarded by ``_cond``.
-    """
-
-    __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_cond",
-        "_credit",
-        "_daemon",
-        "_eof",
-        "_error",
-        "_expect",
-        "_granted",
-        "_inline",
-        "_length",
-        "_received",
-        "_spent",
-        "_threshold",
-        "_unacked",
-        "_waiter",
-        "_window",
-        "body_allowed",
-        "cancelled",
-        "client",
-        "ended",
-        "head_sent",
-        "headers",
-        "http_version",
-        "id",
-        "method",
-        "path",
-        "query",
-        "scheme",
-        "script_name",
-        "server",
-    )
-
-    def __init__(self, daemon: _Daemon, frame: wire.Request) -> None:
-        self._daemon = daemon
-        self.id = frame.stream_id
-        self.method = frame.method
-        self.path = frame.path
-        self.query = frame.query
-        self.http_version = frame.http_version
-        self.headers = frame.headers
-        self.client = frame.client
-        self.server = frame.server
-        self.scheme = frame.scheme
-        self.script_name = frame.script_name
-        self.head_sent = False
-        self.body_allowed = True
-        self.cancelled = False
-        self.ended = False
-        self._granted = frame.response_window
-        self._spent = 0
-        self._waiter: threading.Event | None = None
-        self._inline = frame.body
-        if frame.body_end:
-            # The whole body (often none) came with the REQUEST: no lock, no credit.
-            self._cond: threading.Condition | None = None
-            return
-        window = daemon.request_window
-        self._cond = threading.Condition(threading.Lock())
-        self._chunks: deque[bytes] = deque()
-        if frame.body:
-            self._chunks.append(frame.body)
-        self._inline = b""
-        self._buffered = self._received = len(frame.body)
-        self._length = frame.body_length
-        self._window = window
-        self._threshold = max(1, window // 2)
-        self._expect = frame.expect_continue
-        self._credit = 0 if frame.expect_continue else window - len(frame.body)
-        self._unacked = 0
-        self._eof = False
-        self._error: OSError | None = None
-
-    # -- worker thread: the request body -------------------------------------------------
-
-    def read_body(self, size: int) -> bytes:
-        if self.cancelled:
-            raise ClientDisconnected("client disconnected")
-        cond = self._cond
-        if cond is None:
-            data = self._inline
-            if size < 0 or size >= len(data):
-                self._inline = b""
-                return data
-            self._inline = data[size:]
-            return data[:size]
-        with cond:
-            if self._expect:
-                # The first credit of an Expect: 100-continue stream is the front's cue to
-                # send the 100 Continue: it goes out exactly when the application reads.
-                self._expect = False
-                self._unacked = self._window
-                self._grant()
-            chunks = self._chunks
-            deadline = 0.0
-            while True:
-                if self.cancelled:
-                    raise ClientDisconnected("client disconnected")
-                if self._error is not None:
-                    raise self._error
-                if chunks:
-                    break
-                if self._eof:
-                    return b""
-                # No grant needed before waiting: the front's credit, our buffer and the
-                # bytes read but not granted back add up to the window, and a grant goes
-                # out whenever the last reach half of it; so with the buffer empty the
-                # front always has more than half a window to send.
-                now = time.monotonic()
-                if deadline == 0.0:
-                    deadline = now + _IO_WAIT
-                elif now >= deadline:
-                    raise ClientDisconnected("timed out waiting for the request body")
-                cond.wait(deadline - now)
-            data = take(chunks, size, self._buffered)
-            self._buffered -= len(data)
-            self._unacked += len(data)
-            if self._unacked >= self._threshold:
-                self._grant()
-            return data
-
-    def _grant(self) -> None:
-        """Return the credit of the bytes the application read (``_cond`` held). No more
-        than the rest of a body of known length needs, and nothing once it ended."""
-        grant = self._unacked
-        self._unacked = 0
-        if self._eof or self._error is not None:
-            return
-        if self._length >= 0:
-            grant = min(grant, self._length - self._received - self._credit)
-        if grant > 0:
-            self._credit += grant
-            self._send(wire.encode_window(self.id, grant), False)
-
-    # -- worker thread: the response -----------------------------------------------------
-
-    def respond(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        final: bool,
-        body_length: int = -1,
-    ) -> None:
-        if self.head_sent:
-            raise RuntimeError("response head already sent")
-        if self.cancelled:
-            raise ClientDisconnected("client disconnected")
-        for name, value in headers:
-            if len(name) == 14 and name.lower() == "content-length":
-                # The front would reject it after the fact; fail here, where the
-                # application can still be answered with a 500.
-                digits = value.strip()
-                if not (digits.isascii() and digits.isdigit()):
-                    raise ValueError(f"invalid Content-Length header {value!r}")
-        allowed = not (self.method == "HEAD" or status[0] == "1" or status[:3] in ("204", "304"))
-        if not allowed:
-            if final and body_length < 0 and self.method == "HEAD":
-                body_length = len(body)  # a HEAD answer carries the GET's length
-            body = b""
-        size = len(body)
-        if size <= self._granted - self._spent and size <= _MAX_CHUNK:
-            frame = wire.encode_response_head(
-                self.id, status, headers, body, final=final, body_length=body_length
-            )
-            self.head_sent = True
-            self.body_allowed = allowed
-            self._spent += size
-            self._send(frame, final)
-            return
-        # More body than credit: the head with what fits, the rest as credit comes.
-        if final and body_length < 0:
-            body_length = size
-        first = min(max(self._granted - self._spent, 0), _MAX_CHUNK)
-        frame = wire.encode_response_head(
-            self.id, status, headers, body[:first], final=False, body_length=body_length
-        )
-        self.head_sent = True
-        self.body_allowed = allowed
-        self._spent += first
-        self._send(frame, False)
-        self._write_body(memoryview(body)[first:])
-        if final:
-            self._send(wire.encode_response_end(self.id), True)
-
-    def write(self, data: bytes, *, final: bool = False) -> None:
-        if self.cancelled:
-            raise ClientDisconnected("client disconnected")
-        if not self.head_sent:
-            raise RuntimeError("write() before the response head")
-        if data and self.body_allowed:
-            self._write_body(data)
-        if final:
-            self._send(wire.encode_response_end(self.id), True)
-
-    def sendfile(self, file: Any, offset: int, count: int) -> None:
-        """The file's bytes as body frames, read as credit allows (no fd passing: see
-        the wire protocol's choices)."""
-        if not self.head_sent:
-            raise RuntimeError("sendfile() before the response head")
-        if self.body_allowed:
-            fd = file.fileno()
-            while count > 0:
-                block = os.pread(fd, self._allowance(count), offset)
-                if not block:
-                    break  # the file shrank; the front sees the short body
-                offset += len(block)
-                count -= len(block)
-                self._spent += len(block)
-                self._send_body(block)
-        self.write(b"", final=True)
-
-    def send_error(self, status: str, message: bytes) -> None:
-        if self.head_sent:
-            self.abort()
-            return
-        if self.cancelled:
-            self._send(wire.encode_response_abort(self.id, wire.AbortReason.CANCELLED), True)
-            return
-        frame = wire.encode_response_head(
-            self.id, status, _ERROR_HEADERS, message, final=True, server_error=True
-        )
-        self.head_sent = True
-        self.body_allowed = False
-        self._send(frame, True)
-
-    def abort(self) -> None:
-        reason = wire.AbortReason.CANCELLED if self.cancelled else wire.AbortReason.APP_ERROR
-        self._send(wire.encode_response_abort(self.id, reason), True)
-
-    def _write_body(self, data: bytes | memoryview) -> None:
-        size = len(data)
-        available = self._granted - self._spent
-        if size <= available and size <= _MAX_CHUNK:
-            self._spent += size
-            self._send_body(data)
-            return
-        view = memoryview(data)
-        offset = 0
-        while offset < size:
-            n = self._allowance(size - offset)
-            self._spent += n
-            self._send_body(view[offset : offset + n])
-            offset += n
-
-    def _allowance(self, want: int) -> int:
-        """How many of ``want`` body bytes may go now (at most a frame's worth), waiting
-        for the front's credit while there is none."""
-        while True:
-            if self.cancelled:
-                raise ClientDisconnected("client disconnected")
-            available = self._granted - self._spent
-            if available > 0:
-                return min(available, want, _MAX_CHUNK)
-            self._wait_credit()
-
-    def _wait_credit(self) -> None:
-        """Block until the front grants response credit (it does as the client reads)."""
-        waiter = self._waiter
-        if waiter is None:
-            # Published before the credit is checked: the reader adds credit, then sets
-            # the waiter it finds, so one of the two sees the other.
-            waiter = self._waiter = threading.Event()
-        deadline = time.monotonic() + _IO_WAIT
-        while True:
-            waiter.clear()
-            if self.cancelled or self.ended:
-                raise ClientDisconnected("client disconnected")
-            if self._granted > self._spent:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ClientDisconnected("timed out waiting for the client to read")
-            waiter.wait(remaining)
-
-    # -- worker thread: frames out -------------------------------------------------------
-
-    def _send(self, frame: bytes, last: bool) -> None:
-        """Send a frame of this stream; ``last`` ends the stream. After the end, last
-        frames are dropped and any other frame raises ClientDisconnected."""
-        if self.ended:
-            if last:
-                return
-            raise ClientDisconnected("the response has ended")
-        daemon = self._daemon
-        if not last:
-            daemon.send(frame)
-            return
-        self.ended = True
-        # Before the frame goes out: the front may reuse the id once it has it.
-        daemon.streams.pop(self.id, None)
-        try:
-            daemon.send(frame)
-        except ClientDisconnected:
-            pass  # the front is gone: the reader sees the end of input, and we exit
-
-    def _send_body(self, data: bytes | memoryview) -> None:
-        """One RESPONSE_BODY frame; the caller has taken the credit."""
-        if self.ended:
-            raise ClientDisconnected("the response has ended")
-        header = wire.encode_response_body_header(self.id, len(data))
-        if len(data) <= _COPY_LIMIT:
-            self._daemon.send(header + data)
-        else:
-            self._daemon.send_parts(header, data)
-
-    # -- reader thread ---------------------------------------------------------------------
-
-    def on_body(self, data: bytes) -> None:
-        cond = self._cond
-        if cond is None:
-            return  # the REQUEST said the body was complete: stale
-        with cond:
-            if self._eof or self._error is not None:
-                return
-            self._chunks.append(data)
-            self._buffered += len(data)
-            self._received += len(data)
-            self._credit -= len(data)
-            cond.notify()
-
-    def on_body_end(self) -> None:
-        cond = self._cond
-        if cond is not None:
-            with cond:
-                self._eof = True
-                cond.notify()
-
-    def on_body_error(self, reason: wire.BodyErrorReason, detail: str) -> None:
-        cond = self._cond
-        if cond is None:
-            return
-        exc_type, default = _BODY_ERRORS[reason]
-        with cond:
-            if not self._eof and self._error is None:
-                self._error = exc_type(detail or default)
-                # The body will not complete: whatever is buffered is not worth reading.
-                self._chunks.clear()
-                self._buffered = 0
-                cond.notify()
-
-    def on_cancel(self) -> None:
-        self.cancelled = True
-        cond = self._cond
-        if cond is not None:
-            with cond:
-                cond.notify()
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.set()
-
-    def on_window(self, increment: int) -> None:
-        self._granted += increment
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.set()
 
 
 def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
@@ -499,7 +107,9 @@ def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None
 # --------------------------------------------------------------------------------------
 
 
-class _Daemon:
+class Daemon:
+    """The daemon process: one socket to the front, a reader thread, worker threads."""
+
     def __init__(
         self,
         sock: socket.socket,
@@ -526,13 +136,13 @@ class _Daemon:
         self.broken = False  # the socket failed: nothing more can be sent
         # Open streams by id. The reader adds; the sender of a stream's last frame
         # removes it before the frame goes out, so before the front can reuse the id.
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, DaemonStream] = {}
         # Requests handed to a worker and not yet returned from (close() included).
         self.jobs = 0
         self.draining = False
         self._jobs_lock = threading.Lock()
         self._base = base_environ(file_wrapper=FileWrapper, multiprocess=multiprocess)
-        self._trust = ProxyTrust(forwarded_allow_ips) if forwarded_allow_ips else None
+        self._trust = trust_for(forwarded_allow_ips)
         self._pool: ThreadPool | None = None
         self._protocol_error: ProtocolError | None = None
 
@@ -704,7 +314,7 @@ class _Daemon:
             return
         if stream_id in self.streams:
             raise ProtocolError(f"REQUEST on stream {stream_id}, which is still open")
-        stream = _Stream(self, frame)
+        stream = DaemonStream(self, frame)
         self.streams[stream_id] = stream
         with self._jobs_lock:
             self.jobs += 1
@@ -733,11 +343,11 @@ class _Daemon:
             logger.debug("DRAIN with %d request(s) in flight", len(self.streams))
             if idle:
                 self.events.put(_DRAINED)
-        # PONG: nothing asked for it; the decoder has rejected every other type.
+        # The decoder has rejected every other type.
 
     # -- worker threads ----------------------------------------------------------------
 
-    def _serve(self, stream: _Stream, _: object) -> None:
+    def _serve(self, stream: DaemonStream, _: object) -> None:
         try:
             environ = self._environ(stream)
             if environ is not None:
@@ -753,10 +363,9 @@ class _Daemon:
                 if drained:
                     self.events.put(_DRAINED)
 
-    def _environ(self, stream: _Stream) -> Environ | None:
+    def _environ(self, stream: DaemonStream) -> Environ | None:
         try:
-            # The REQUEST carries the SCRIPT_NAME: the front's mount point, per request.
-            environ = build_environ(stream, self._base, stream.script_name)
+            environ = build_environ(stream, self._base)
             if self._trust is not None:
                 self._trust.apply(environ)
         except Exception:
@@ -911,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Until now SIGTERM kept its default action: stopping in the middle of an import has
     # nothing to clean up, while a handler's exception would pass for a broken script.
     signal.signal(signal.SIGTERM, enqueue)
-    daemon = _Daemon(
+    daemon = Daemon(
         sock,
         app,
         events,

@@ -1,7 +1,9 @@
 """Response framing: the bytes of a status line, headers and body chunks.
 
 Rule: nothing here imports asyncio or touches a socket. Functions take values and return
-bytes, so they are tested with byte literals and may run on any thread.
+bytes, so they are tested with byte literals and may run on any thread. The rules a head
+follows (Content-Length, hop-by-hop fields, which statuses have a body) are the request
+core's (``asyncwsgi.core.head``); this module writes them as HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -9,18 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from asyncwsgi.core import head as head_rules
+from asyncwsgi.core.head import HOP_BY_HOP, status_allows_body
+
 # Framing of a response body on the wire.
 LENGTH = 0  # Content-Length delimited
 CHUNKED = 1  # Transfer-Encoding: chunked
 UNTIL_CLOSE = 2  # HTTP/1.0 without Content-Length: the body ends when the connection does
 NO_BODY = 3  # HEAD, 1xx, 204, 304
-
-# Headers that describe the connection, not the resource. PEP 3333 forbids applications
-# to send them; the server owns them.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-     "proxy-authenticate", "proxy-authorization"}
-)  # fmt: skip
 
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -34,10 +32,6 @@ class Head:
     content_length: int  # -1 when not known
     keep_alive: bool
     status_code: int
-
-
-def status_allows_body(status_code: int) -> bool:
-    return not (100 <= status_code < 200 or status_code in (204, 304))
 
 
 def build_head(
@@ -64,20 +58,14 @@ def build_head(
     for name, value in headers:
         lname = name.lower()
         if lname == "content-length":
-            digits = value.strip()
-            # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
-            if not (digits.isascii() and digits.isdigit()):
-                raise ValueError(f"invalid Content-Length header {value!r}")
-            if content_length >= 0 and int(digits) != content_length:
-                raise ValueError("the application sent two different Content-Length headers")
-            content_length = int(digits)
-        elif lname in _HOP_BY_HOP:
-            if lname == "connection" and "close" in value.lower():
+            content_length = head_rules.content_length(value, content_length)
+        elif lname in HOP_BY_HOP:
+            if lname == "connection" and head_rules.wants_close(value):
                 keep_alive = False
             continue
         text += name + ": " + value + "\r\n"
 
-    if is_head or 100 <= status_code < 200 or status_code == 204 or status_code == 304:
+    if is_head or not status_allows_body(status_code):
         framing = NO_BODY
         if content_length < 0 and body_length > 0 and is_head:
             # A HEAD answer carries the length the GET would have had.

@@ -1,13 +1,11 @@
 """One HTTP/1.1 connection: parsing, pipelining, flow control and timeouts.
 
-The file has two halves, and the line between them is the thread a method runs on:
-
-* LOOP SIDE: :class:`HttpProtocol` and every ``_loop_*`` method run on the event loop
-  thread and are the only code that touches the transport.
-* WORKER SIDE: the public methods of :class:`Exchange` and :class:`RequestBody` are called
-  from application threads. They build response bytes where they are called and hand them
-  to the loop through ``ServerState.inbox``; they block (never buffer without bound) when
-  the client is slower than the application.
+:class:`HttpProtocol` runs on the event loop and is the only code that touches the
+transport, with one exception that is the point of the design: a worker thread finishing
+a response may write it to the socket itself (:meth:`HttpProtocol.write_direct`) when the
+loop owes the connection nothing, so the loop is not woken for it. The exchange of each
+request (``asyncwsgi.http.exchange``) reaches the connection only through the methods
+headed "exchange side" below.
 """
 
 from __future__ import annotations
@@ -19,40 +17,25 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
 
-from asyncwsgi.chunks import take
 from asyncwsgi.errors import (
     BadRequestBody,
     ClientDisconnected,
     RequestBodyTimeout,
     RequestBodyTooLarge,
 )
-from asyncwsgi.http.framing import (
-    CHUNKED,
-    LAST_CHUNK,
-    LENGTH,
-    NO_BODY,
-    UNTIL_CLOSE,
-    Head,
-    build_head,
-    chunk,
-    simple_response,
-)
+from asyncwsgi.http.exchange import HttpBody, HttpExchange
+from asyncwsgi.http.framing import simple_response
 from asyncwsgi.http.state import HttpLimits, ServerState
 
 logger = logging.getLogger("asyncwsgi.error")
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A response may be sent while the request body is still arriving; the connection stays
 # usable only if what is left of the body is small enough to read and throw away.
 _DRAIN_LIMIT = 64 * 1024
-# How long a worker waits for the client to send more request body (taking response
-# bytes has its own limit, ``HttpLimits.send_timeout``).
-_IO_WAIT = 60.0
 
 
 class _Reject(Exception):
@@ -61,551 +44,6 @@ class _Reject(Exception):
     def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-
-
-# --------------------------------------------------------------------------------------
-# WORKER SIDE (with loop-side feeders): the request body
-# --------------------------------------------------------------------------------------
-
-
-class RequestBody:
-    """Body bytes passed from the loop (producer) to one worker thread (consumer)."""
-
-    __slots__ = (
-        "_chunks",
-        "_cond",
-        "_error",
-        "_expect_continue",
-        "_paused",
-        "_protocol",
-        "_size",
-        "eof",
-        "listener",
-        "received",
-    )
-
-    def __init__(self, protocol: HttpProtocol, expect_continue: bool) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._error: BaseException | None = None
-        self._protocol = protocol
-        self._expect_continue = expect_continue
-        self._paused = False
-        self.eof = False
-        self.received = 0
-        # Loop-side consumers (see LOOP CONSUMERS below) are told of every change here.
-        self.listener: Callable[[], None] | None = None
-
-    # -- loop side ---------------------------------------------------------------------
-
-    def feed(self, data: bytes) -> bool:
-        """Add body bytes; True when the buffer is full and reading should pause."""
-        with self._cond:
-            self._chunks.append(data)
-            self._size += len(data)
-            self.received += len(data)
-            self._cond.notify()
-            full = self._size > self._protocol.limits.body_buffer
-            if full:
-                self._paused = True
-        if self.listener is not None:
-            self.listener()
-        return full
-
-    def feed_eof(self) -> None:
-        with self._cond:
-            self.eof = True
-            self._cond.notify()
-        if self.listener is not None:
-            self.listener()
-
-    def fail(self, exc: BaseException) -> None:
-        with self._cond:
-            if not self.eof:
-                self._error = exc
-            self._cond.notify()
-        if self.listener is not None:
-            self.listener()
-
-    # -- loop consumers ----------------------------------------------------------------
-    # A runner that answers on the event loop (daemon mode's front) takes the body from
-    # here without blocking, and is called back through ``listener`` when more arrives.
-
-    @property
-    def buffered(self) -> int:
-        return self._size
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
-
-    def take(self, limit: int) -> bytes:
-        """Up to ``limit`` buffered bytes, without waiting (``b""`` if none)."""
-        with self._cond:
-            chunks = self._chunks
-            if not chunks or limit <= 0:
-                return b""
-            data = take(chunks, limit, self._size)
-            self._size -= len(data)
-            resume = self._paused and self._size <= self._protocol.limits.body_buffer // 2
-            if resume:
-                self._paused = False
-        if resume:
-            self._protocol._set_pause(body=False)
-        return data
-
-    def send_continue(self) -> None:
-        """Send ``100 Continue`` now if the client waits for it (loop side)."""
-        with self._cond:
-            pending = self._expect_continue
-            self._expect_continue = False
-        protocol = self._protocol
-        if pending and not protocol.disconnected:
-            protocol.transport.write(_CONTINUE)
-
-    @property
-    def continue_pending(self) -> bool:
-        return self._expect_continue
-
-    def cancel_continue(self) -> None:
-        with self._cond:
-            self._expect_continue = False
-
-    # -- worker side -------------------------------------------------------------------
-
-    def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes (all that is buffered if ``size`` < 0), waiting for at
-        least one; ``b""`` once the body has ended."""
-        with self._cond:
-            if self._expect_continue:
-                self._expect_continue = False
-                self._protocol.post_io(_loop_send_continue, self._protocol, None)
-            chunks = self._chunks
-            deadline = 0.0
-            while not chunks:
-                if self._error is not None:
-                    raise self._error
-                if self.eof:
-                    return b""
-                if deadline == 0.0:
-                    deadline = time.monotonic() + _IO_WAIT
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ClientDisconnected("timed out waiting for the request body")
-                self._cond.wait(remaining)
-            data = take(chunks, size, self._size)
-            self._size -= len(data)
-            if self._paused and self._size <= self._protocol.limits.body_buffer // 2:
-                self._paused = False
-                self._protocol.state.inbox.post(_loop_resume_body, self._protocol, None)
-            return data
-
-
-def _loop_send_continue(protocol: HttpProtocol, _: object) -> None:
-    # Count it done only once its bytes are in the transport: a worker that sees
-    # posted == executed may write to the socket itself, and must come after them.
-    try:
-        if not protocol.disconnected:
-            protocol.transport.write(_CONTINUE)
-    finally:
-        protocol.executed += 1
-
-
-def _loop_resume_body(protocol: HttpProtocol, _: object) -> None:
-    protocol._set_pause(body=False)
-
-
-# --------------------------------------------------------------------------------------
-# One request and its response
-# --------------------------------------------------------------------------------------
-
-
-class Exchange:
-    """One request and its response.
-
-    The request attributes are fixed once the headers are parsed. The response methods
-    (``respond``, ``write``, ``sendfile``, ``abort``) are for the one worker thread that
-    serves the request.
-    """
-
-    __slots__ = (
-        "_head",
-        "_overrun",
-        "_posted",
-        "_protocol",
-        "_state",
-        "_waiter",
-        "body",
-        "body_length",
-        "body_sent",
-        "client",
-        "error_status",
-        "finished",
-        "headers",
-        "http_version",
-        "keep_alive",
-        "listener",
-        "method",
-        "path",
-        "query",
-        "scheme",
-        "script_name",
-        "server",
-        "started",
-        "written",
-    )
-
-    def __init__(
-        self,
-        protocol: HttpProtocol,
-        method: str,
-        path: bytes,
-        query: bytes,
-        http_version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        body: RequestBody | None,
-        body_length: int,
-    ) -> None:
-        self._protocol = protocol
-        self._state = protocol.state
-        self.method = method
-        self.path = path
-        self.query = query
-        self.http_version = http_version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.body = body
-        self.body_length = body_length  # -1: chunked
-        self.client = protocol.client
-        self.server = protocol.server
-        self.scheme = protocol.scheme
-        self.started = time.time()
-        self.error_status = ""
-        self.finished = False
-        self._head: Head | None = None
-        self._posted = 0  # response bytes posted to the loop (worker writes it)
-        self.written = 0  # of those, bytes given to the transport (loop writes it)
-        self.body_sent = 0
-        self._overrun = False
-        self._waiter: threading.Event | None = None
-        # Loop-side runners: called when the client goes away or can take more bytes.
-        self.listener: Callable[[], None] | None = None
-        # Where a router mounted the request (a site's WSGIScriptAlias); None: the
-        # runner's own mount point.
-        self.script_name: str | None = None
-
-    # -- worker side -------------------------------------------------------------------
-
-    @property
-    def head_sent(self) -> bool:
-        return self._head is not None
-
-    @property
-    def disconnected(self) -> bool:
-        return self._protocol.disconnected
-
-    @property
-    def body_allowed(self) -> bool:
-        head = self._head
-        return head is None or head.framing != NO_BODY
-
-    def read_body(self, size: int) -> bytes:
-        body = self.body
-        if body is None:
-            return b""
-        return body.read(size)
-
-    def respond(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        final: bool,
-        body_length: int = -1,
-    ) -> None:
-        """Send the status line and headers with the first part of the body.
-
-        With ``final`` the response is complete after ``body``.
-        """
-        self._send(self._start_response(status, headers, body, final, body_length), final)
-
-    def _start_response(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        final: bool,
-        body_length: int,
-    ) -> bytes:
-        if self._head is not None:
-            raise RuntimeError("response head already sent")
-        if final and body_length < 0:
-            body_length = len(body)
-        head = build_head(
-            status,
-            headers,
-            http11=self.http_version == "1.1",
-            keep_alive=self._may_keep_alive(),
-            is_head=self.method == "HEAD",
-            server_headers=self._state.server_headers,
-            body_length=body_length,
-        )
-        self._head = head
-        if self.body is not None:
-            # The answer is under way: a 100 Continue now would land inside it.
-            self.body.cancel_continue()
-        return head.data + self._frame(body, final)
-
-    def write(self, data: bytes, *, final: bool = False) -> None:
-        """Send more of the body; blocks while the client is behind."""
-        if self._head is None:
-            raise RuntimeError("write() before the response head")
-        self._send(self._frame(data, final), final)
-
-    def sendfile(self, file: Any, offset: int, count: int) -> None:
-        """Send ``count`` bytes of a regular file after the head, with ``os.sendfile`` when
-        the transport allows it, else by reading it here in blocks."""
-        head = self._head
-        if head is None:
-            raise RuntimeError("sendfile() before the response head")
-        if head.framing == LENGTH:
-            count = min(count, head.content_length - self.body_sent)
-        if head.framing == NO_BODY or count <= 0:
-            self.write(b"", final=True)
-            return
-        if head.framing == LENGTH and self._protocol.can_sendfile:
-            sent = self._protocol.sendfile_direct(file.fileno(), offset, count)
-            if sent >= 0:
-                self.body_sent += sent
-                self.write(b"", final=True)
-                return
-            # -1: the socket was not free for a direct send; copy instead.
-        file.seek(offset)
-        left = count
-        while left > 0:
-            block = file.read(min(left, 256 * 1024))
-            if not block:
-                break
-            left -= len(block)
-            self.write(block)
-        self.write(b"", final=True)
-
-    def send_error(self, status: str, message: bytes) -> None:
-        """Answer with a server-made error if nothing has been sent yet, else abort."""
-        if self._head is not None:
-            self.abort()
-            return
-        if self.error_status:  # the HTTP layer already knows what went wrong (413, ...)
-            status = self.error_status
-            message = status.encode("latin-1") + b"\n"
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
-        self.respond(status, headers, message, final=True)
-
-    def abort(self) -> None:
-        """End the response where it stands and close the connection."""
-        if not self.finished:
-            self.finished = True
-            self._protocol.post_io(_loop_abort, self._protocol, self)
-
-    def _may_keep_alive(self) -> bool:
-        protocol = self._protocol
-        if not self.keep_alive:
-            return False
-        if protocol.closing and not protocol._queue and protocol._pending_reject is None:
-            # Nothing read after this request waits for an answer: close after it.
-            return False
-        body = self.body
-        if body is None or body.eof:
-            return True
-        if body.continue_pending:
-            # The client is waiting for our go-ahead; it will never send that body now.
-            return False
-        return self.body_length >= 0 and self.body_length - body.received <= _DRAIN_LIMIT
-
-    def _frame(self, data: bytes, final: bool) -> bytes:
-        head = self._head
-        assert head is not None
-        framing = head.framing
-        if framing == LENGTH:
-            left = head.content_length - self.body_sent
-            if len(data) > left:
-                if not self._overrun:
-                    self._overrun = True
-                    logger.error(
-                        "application sent more than its Content-Length (%d) for %s %s; "
-                        "extra bytes dropped",
-                        head.content_length,
-                        self.method,
-                        self.path.decode("latin-1"),
-                    )
-                data = data[:left]
-            self.body_sent += len(data)
-            return data
-        if framing == CHUNKED:
-            self.body_sent += len(data)
-            if final:
-                return chunk(data) + LAST_CHUNK if data else LAST_CHUNK
-            return chunk(data) if data else b""
-        if framing == UNTIL_CLOSE:
-            self.body_sent += len(data)
-            return data
-        return b""
-
-    def _send(self, data: bytes, final: bool) -> None:
-        protocol = self._protocol
-        if protocol.disconnected:
-            raise ClientDisconnected("client disconnected")
-        if final:
-            self._finishing()
-            if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, True)):
-                protocol.post_io(protocol._loop_write_final, self, data)
-            if self._state.access_log is not None:
-                self._log_access()
-            return
-        if not data:
-            return
-        if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, False)):
-            self._posted += len(data)
-            protocol.post_io(protocol._loop_write, self, data)
-        if protocol.write_paused or self._posted - self.written > protocol.limits.write_buffer:
-            self._wait_writable()
-
-    def _finishing(self) -> None:
-        self.finished = True
-        head = self._head
-        assert head is not None
-        if head.framing == LENGTH and self.body_sent < head.content_length:
-            logger.error(
-                "application sent %d of the %d bytes its Content-Length promised for "
-                "%s %s; closing the connection",
-                self.body_sent,
-                head.content_length,
-                self.method,
-                self.path.decode("latin-1"),
-            )
-            head.keep_alive = False
-
-    def _wait_writable(self) -> None:
-        protocol = self._protocol
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = threading.Event()
-        deadline = time.monotonic() + protocol.limits.send_timeout
-        while True:
-            waiter.clear()
-            if protocol.disconnected:
-                raise ClientDisconnected("client disconnected")
-            if not protocol.write_paused and self._posted - self.written <= (
-                protocol.limits.write_buffer // 2
-            ):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ClientDisconnected("timed out waiting for the client to read")
-            waiter.wait(min(remaining, 1.0))
-
-    def _log_access(self) -> None:
-        log = self._state.access_log
-        assert log is not None and self._head is not None
-        referer = user_agent = b"-"
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"referer":
-                referer = value
-            elif lname == b"user-agent":
-                user_agent = value
-        target = self.path + (b"?" + self.query if self.query else b"")
-        host = self.client[0] if self.client else "-"
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.started))
-        log.info(
-            '%s - - [%s] "%s %s HTTP/%s" %d %s "%s" "%s"',
-            host,
-            when,
-            self.method,
-            target.decode("latin-1"),
-            self.http_version,
-            self._head.status_code,
-            self.body_sent or "-",
-            referer.decode("latin-1"),
-            user_agent.decode("latin-1"),
-        )
-
-    # -- loop side ---------------------------------------------------------------------
-
-    def _loop_wake_writer(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.set()
-        if self.listener is not None:
-            self.listener()
-
-    # -- loop runners ------------------------------------------------------------------
-    # The same answers as the worker-side methods, for a runner that answers on the event
-    # loop itself (daemon mode's front): they write to the transport at once and never
-    # block. Backpressure is the runner's job: it sends more only while ``writable``,
-    # and ``listener`` is called when the client has taken what was queued.
-
-    @property
-    def writable(self) -> bool:
-        protocol = self._protocol
-        return not protocol.write_paused and not protocol.disconnected
-
-    def loop_respond(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        final: bool,
-        body_length: int = -1,
-    ) -> None:
-        self._loop_send(self._start_response(status, headers, body, final, body_length), final)
-
-    def loop_write(self, data: bytes, *, final: bool = False) -> None:
-        if self._head is None:
-            raise RuntimeError("write() before the response head")
-        self._loop_send(self._frame(data, final), final)
-
-    def loop_send_error(self, status: str, message: bytes) -> None:
-        if self._head is not None:
-            self.loop_abort()
-            return
-        if self.error_status:
-            status = self.error_status
-            message = status.encode("latin-1") + b"\n"
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
-        self.loop_respond(status, headers, message, final=True)
-
-    def loop_abort(self) -> None:
-        if not self.finished:
-            self.finished = True
-            self._protocol._abort(self)
-
-    def _loop_send(self, data: bytes, final: bool) -> None:
-        protocol = self._protocol
-        if protocol.disconnected:
-            self.finished = self.finished or final
-            return
-        if data:
-            protocol.transport.write(data)
-        if final:
-            self._finishing()
-            if self._state.access_log is not None:
-                self._log_access()
-            protocol._loop_finished(self)
-
-
-def _loop_abort(protocol: HttpProtocol, exchange: Exchange) -> None:
-    protocol.executed += 1
-    protocol._abort(exchange)
-
-
-# --------------------------------------------------------------------------------------
-# LOOP SIDE: the connection
-# --------------------------------------------------------------------------------------
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -640,9 +78,9 @@ class HttpProtocol(asyncio.Protocol):
         self._paused_for_pipeline = False
         self._paused_for_writes = False
         self._reading_paused = False
-        self._active: Exchange | None = None
-        self._queue: deque[Exchange] = deque()
-        self._parsing: Exchange | None = None
+        self._active: HttpExchange | None = None
+        self._queue: deque[HttpExchange] = deque()
+        self._parsing: HttpExchange | None = None
         self._in_message = False  # between message begin and headers complete
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -651,7 +89,7 @@ class HttpProtocol(asyncio.Protocol):
         self._pending_reject: tuple[str, str] | None = None
         self._linger_left = 0  # bytes still buffered at the last look after close()
         # The request body being read, and when it must have come further (body_timeout).
-        self._body_watched: RequestBody | None = None
+        self._body_watched: HttpBody | None = None
         self._body_deadline = 0.0
         self._body_seen = 0
         self._body_checked = 0.0
@@ -704,7 +142,7 @@ class HttpProtocol(asyncio.Protocol):
             if exchange is not None:
                 if exchange.body is not None:
                     exchange.body.fail(gone)
-                exchange._loop_wake_writer()
+                exchange.loop_wake_writer()
         self._queue.clear()
 
     def eof_received(self) -> bool | None:
@@ -724,7 +162,7 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         if self._active is not None:
-            self._active._loop_wake_writer()
+            self._active.loop_wake_writer()
         if self._paused_for_writes:
             self._paused_for_writes = False
             self._next_request()
@@ -841,8 +279,8 @@ class HttpProtocol(asyncio.Protocol):
             path = parsed.path or b"/"
             query = parsed.query or b""
 
-        body = RequestBody(self, expect_continue) if body_length else None
-        exchange = Exchange(
+        body = HttpBody(self, expect_continue) if body_length else None
+        exchange = HttpExchange(
             self,
             method,
             path,
@@ -897,7 +335,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- requests and responses --------------------------------------------------------
 
-    def _start(self, exchange: Exchange) -> None:
+    def _start(self, exchange: HttpExchange) -> None:
         try:
             self.state.runner.submit(exchange)
         except Exception:
@@ -912,12 +350,14 @@ class HttpProtocol(asyncio.Protocol):
             )
             self._close()
 
+    # -- exchange side: what the exchange of a request calls ------------------------------
+
     def post_io(self, fn: Any, a: Any, b: Any) -> None:
         """Worker side: post a loop callback that writes for this connection."""
         self.posted += 1
         self.state.inbox.post(fn, a, b)
 
-    def write_direct(self, exchange: Exchange, data: bytes, final: bool) -> bool:
+    def write_direct(self, exchange: HttpExchange, data: bytes, final: bool) -> bool:
         """Worker side: write response bytes to the socket from this thread.
 
         Allowed only while the loop owes this connection nothing (no posted write is
@@ -943,14 +383,14 @@ class HttpProtocol(asyncio.Protocol):
             if sent < len(data):
                 rest = data[sent:]
                 if final:
-                    self.post_io(self._loop_write_final, exchange, rest)
+                    self.post_io(self.loop_write_final, exchange, rest)
                 else:
-                    exchange._posted += len(rest)
-                    self.post_io(self._loop_write, exchange, rest)
+                    exchange.posted += len(rest)
+                    self.post_io(self.loop_write, exchange, rest)
                 return True
             if not final:
                 return True
-            head = exchange._head
+            head = exchange.head
             assert head is not None
             if (
                 head.keep_alive
@@ -964,7 +404,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.deadline = time.monotonic() + self.limits.keep_alive_timeout
                 self._active = None
                 return True
-            self.post_io(self._loop_write_final, exchange, b"")
+            self.post_io(self.loop_write_final, exchange, b"")
             return True
 
     def sendfile_direct(self, in_fd: int, offset: int, count: int) -> int:
@@ -1004,30 +444,31 @@ class HttpProtocol(asyncio.Protocol):
                 poller.unregister(fd)
         return sent
 
-    def _loop_write(self, exchange: Exchange, data: bytes) -> None:
+    def loop_write(self, exchange: HttpExchange, data: bytes) -> None:
+        """Loop side, posted by the worker: response bytes the socket did not take."""
         try:
             if self.disconnected:
                 return
             self.transport.write(data)
         finally:
-            self.executed += 1  # after the write: see _loop_send_continue
-        exchange.written += len(data)
-        if exchange._waiter is not None and not self.write_paused:
-            exchange._waiter.set()
+            self.executed += 1  # after the write: see http.exchange._loop_send_continue
+        exchange.loop_written(len(data))
 
-    def _loop_write_final(self, exchange: Exchange, data: bytes) -> None:
+    def loop_write_final(self, exchange: HttpExchange, data: bytes) -> None:
+        """Loop side, posted by the worker: the last bytes of the response."""
         try:
             if self.disconnected:
                 return
             if data:
                 self.transport.write(data)
         finally:
-            self.executed += 1  # after the write: see _loop_send_continue
-        self._loop_finished(exchange)
+            self.executed += 1  # after the write: see http.exchange._loop_send_continue
+        self.loop_finished(exchange)
 
-    def _loop_finished(self, exchange: Exchange) -> None:
-        """The last bytes of ``exchange`` are in the transport: close or go on."""
-        head = exchange._head
+    def loop_finished(self, exchange: HttpExchange) -> None:
+        """Loop side: the last bytes of ``exchange`` are in the transport; close the
+        connection or go on with the next request."""
+        head = exchange.head
         assert head is not None
         if not head.keep_alive:
             self._close()
@@ -1070,7 +511,8 @@ class HttpProtocol(asyncio.Protocol):
         if not self._in_message:
             self.deadline = time.monotonic() + self.limits.keep_alive_timeout
 
-    def _abort(self, exchange: Exchange) -> None:
+    def abort_connection(self) -> None:
+        """Loop side: end the response where it stands and close the connection."""
         # transport.abort(), not close(): a client that stopped reading would keep a
         # close() waiting forever to flush.
         self.deadline = 0.0
@@ -1080,6 +522,26 @@ class HttpProtocol(asyncio.Protocol):
             self._release_fd()
         if not already:
             self.transport.abort()
+
+    def resume_body(self) -> None:
+        """Loop side: the application took enough of the request body; read on."""
+        self._set_pause(body=False)
+
+    def keep_alive_after(self, exchange: HttpExchange) -> bool:
+        """Whether the connection may stay open after ``exchange``'s response (decided
+        when its head is built, on whichever thread builds it)."""
+        if not exchange.keep_alive:
+            return False
+        if self.closing and not self._queue and self._pending_reject is None:
+            # Nothing read after this request waits for an answer: close after it.
+            return False
+        body = exchange.body
+        if body is None or body.eof:
+            return True
+        if body.expect_continue:
+            # The client is waiting for our go-ahead; it will never send that body now.
+            return False
+        return exchange.body_length >= 0 and exchange.body_length - body.received <= _DRAIN_LIMIT
 
     # -- errors, timeouts, closing -----------------------------------------------------
 
@@ -1131,7 +593,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._close()
 
-    def _check_body(self, exchange: Exchange, body: RequestBody, now: float) -> None:
+    def _check_body(self, exchange: HttpExchange, body: HttpBody, now: float) -> None:
         # As Apache's mod_reqtimeout: a body that stops coming, or trickles in slower than
         # body_min_rate, holds a worker thread (or the connection) for nothing.
         limits = self.limits

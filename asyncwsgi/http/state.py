@@ -1,7 +1,7 @@
 """State shared by every connection of one server, and the door to the application.
 
-The event loop thread owns everything here except :meth:`LoopInbox.post`, which worker
-threads call to hand work back to the loop.
+The event loop thread owns everything here except ``inbox.post``, which worker threads
+call to hand work back to the loop.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from asyncwsgi.http.protocol import Exchange, HttpProtocol
+    from asyncwsgi.http.exchange import HttpExchange
+    from asyncwsgi.http.protocol import HttpProtocol
+
+from asyncwsgi.core.inbox import LoopInbox
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -29,7 +30,7 @@ class ApplicationRunner(Protocol):
     thread) through the exchange's thread-safe methods.
     """
 
-    def submit(self, exchange: Exchange) -> None: ...
+    def submit(self, exchange: HttpExchange) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,43 +54,6 @@ class HttpLimits:
     write_buffer: int = 256 * 1024
 
 
-class LoopInbox:
-    """Worker threads post callables here; the loop runs them in batches.
-
-    One ``call_soon_threadsafe`` wakes the loop for however many completions arrived
-    before it got round to them, instead of one wake-up per completion.
-    """
-
-    __slots__ = ("_call_soon_threadsafe", "_items", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: deque[tuple[Callable[[Any, Any], None], Any, Any]] = deque()
-        self._scheduled = False
-        self._call_soon_threadsafe = loop.call_soon_threadsafe
-
-    def post(self, fn: Callable[[Any, Any], None], a: Any, b: Any) -> None:
-        self._items.append((fn, a, b))
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                self._call_soon_threadsafe(self._drain)
-            except RuntimeError:  # loop closed during shutdown: nobody left to answer
-                self._scheduled = False
-
-    def _drain(self) -> None:
-        # Reset first: an item posted from now on either is seen by this loop or
-        # schedules a new drain.
-        self._scheduled = False
-        items = self._items
-        popleft = items.popleft
-        while items:
-            fn, a, b = popleft()
-            try:
-                fn(a, b)
-            except Exception:
-                logger.exception("error in event loop callback")
-
-
 class ServerState:
     """Connections, the cached Date/Server header lines and the shutdown flag."""
 
@@ -106,7 +70,7 @@ class ServerState:
         self.runner = runner
         self.limits = limits
         self.access_log = access_log
-        self.inbox = LoopInbox(loop)
+        self.inbox = LoopInbox(loop.call_soon_threadsafe)
         self.connections: set[HttpProtocol] = set()
         self.shutting_down = False
         self.requests = 0

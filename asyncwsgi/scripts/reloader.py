@@ -1,12 +1,11 @@
-"""Script reloading in embedded mode: the per-tick stat cache and the reload itself.
+"""Script reloading in embedded mode: the reload itself.
 
-The rules (DESIGN.md section 1):
+The rules (docs/DESIGN.md, "Script reloading"):
 
-* The script's status is checked when each request arrives. Every request that arrives in
-  the same event-loop tick shares one :class:`TickStat`. The stat itself is taken by the
-  first worker thread that needs it, never on the loop, so a slow filesystem stalls only
-  requests that must wait for the answer anyway.
-* A change is any difference in (st_mtime_ns, st_size, st_ino, st_dev).
+* The script's status is checked when each request arrives, one stat per event-loop tick
+  shared by the requests of that tick (:class:`~asyncwsgi.scripts.watch.FileWatch`). The
+  stat is taken by the first worker thread that needs it, never on the loop, so a slow
+  filesystem stalls only requests that must wait for the answer anyway.
 * A change re-imports the script in the request that saw it; exactly one import per change.
   Requests that see the change while the import runs wait for it and get the new code.
 * A failed load is remembered with the stat it was seen at: until the file changes again,
@@ -15,69 +14,19 @@ The rules (DESIGN.md section 1):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.scripts.loader import load_script, module_name_for
+from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat
 from asyncwsgi.wsgi.types import WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
-
-StatKey = tuple[int, int, int, int]
-
-
-def stat_key(path: str) -> StatKey | None:
-    """The identity of the file's current content, or None if it does not exist."""
-    try:
-        st = os.stat(path)
-    except OSError:  # missing, unreadable, a symlink loop, a stale NFS handle
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
-
-
-def call_soon(callback: Callable[[], None]) -> None:
-    """Run ``callback`` on the running event loop once the current tick is over.
-
-    Under asyncio that is ``loop.call_soon``; under trio (an ASGI host running on trio)
-    ``run_sync_soon`` of the current trio token.
-    """
-    try:
-        asyncio.get_running_loop().call_soon(callback)
-        return
-    except RuntimeError:
-        pass
-    import trio  # only reachable when a trio host calls us
-
-    trio.lowlevel.current_trio_token().run_sync_soon(callback)
-
-
-class TickStat:
-    """One stat of a file, shared by all requests that arrived in one loop tick."""
-
-    __slots__ = ("_lock", "_stat", "done", "key", "taken_at")
-
-    def __init__(self, stat: Callable[[], StatKey | None]) -> None:
-        self._stat = stat
-        self._lock = threading.Lock()
-        self.done = False
-        self.key: StatKey | None = None
-        self.taken_at = 0.0
-
-    def get(self) -> StatKey | None:
-        if not self.done:
-            with self._lock:
-                if not self.done:
-                    self.taken_at = time.monotonic()
-                    self.key = self._stat()
-                    self.done = True
-        return self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,20 +55,19 @@ class ScriptSource:
         self.callable_name = callable_name
         self.reloading = reloading
         self.mode = mode
-        self.stat_calls = 0
         self.imports = 0
+        self._watch = FileWatch(self.path)
         self._lock = threading.Lock()  # one load at a time
         self._generation = 0  # bumped by force_reload()
-        self._tick: TickStat | None = None
         taken_at = time.monotonic()
-        key = self._stat() if reloading else None
+        key = self._watch.stat() if reloading else None
         _, app = load_script(self.path, callable_name)  # at start-up, errors propagate
         self.imports += 1
         self._current = _Loaded(app, None, key, taken_at, 0)
 
-    def _stat(self) -> StatKey | None:
-        self.stat_calls += 1
-        return stat_key(self.path)
+    @property
+    def stat_calls(self) -> int:
+        return self._watch.stat_calls
 
     def force_reload(self) -> None:
         """Make the next request re-import the script even though it has not changed."""
@@ -130,14 +78,7 @@ class ScriptSource:
     def ticket(self) -> TickStat | None:
         if not self.reloading:
             return None
-        tick = self._tick
-        if tick is None:
-            tick = self._tick = TickStat(self._stat)
-            call_soon(self._end_tick)
-        return tick
-
-    def _end_tick(self) -> None:
-        self._tick = None
+        return self._watch.ticket()
 
     # -- worker thread -----------------------------------------------------------------
 
@@ -178,7 +119,7 @@ class ScriptSource:
                 if current.generation == generation:
                     return self._result(current)
             else:
-                key = self._stat()
+                key = self._watch.stat()
                 if key == current.key and current.generation == generation:
                     # Someone else's import, done while we waited, is already this version.
                     return self._result(current)

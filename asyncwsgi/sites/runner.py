@@ -28,33 +28,29 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from asyncwsgi.config import Config, ProcessSettings
-from asyncwsgi.daemon.front import DaemonRunner, FrontExchange
+from asyncwsgi.core.exchange import ServerExchange
+from asyncwsgi.daemon.runner import DaemonRunner
 from asyncwsgi.errors import ConfigError, ScriptLoadError
-from asyncwsgi.scripts.reloader import ScriptSource, StatKey, TickStat, stat_key
+from asyncwsgi.scripts.reloader import ScriptSource
+from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat
 from asyncwsgi.sites.directives import read_htaccess
 from asyncwsgi.sites.model import EMBEDDED, Layer, Mount, Site, VirtualHost
 from asyncwsgi.sites.report import unserved
 from asyncwsgi.sites.routing import Routes, match
 from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
-from asyncwsgi.wsgi.proxy import ProxyTrust
+from asyncwsgi.wsgi.proxy import ProxyTrust, trust_for
 from asyncwsgi.wsgi.runner import WSGIRunner
-from asyncwsgi.wsgi.types import Exchange, WSGIApplication
+from asyncwsgi.wsgi.types import WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
 
 _NOT_FOUND = b"Not Found\n"
 _BAD_PATH = b"Bad Request: '.' or '..' in the path\n"
 _BROKEN = b"Internal Server Error\n"
-
-
-class RoutedExchange(FrontExchange, Protocol):
-    """The HTTP layer's exchange: the front's view of it, and where it was mounted."""
-
-    script_name: str | None
 
 
 class SiteMount:
@@ -73,13 +69,13 @@ class SiteMount:
         self.requests = 0
 
     # Event loop thread.
-    def submit(self, exchange: RoutedExchange) -> None:
+    def submit(self, exchange: ServerExchange) -> None:
         self.requests += 1
         exchange.script_name = self.path
         embedded = self.embedded
         if embedded is not None:
             # The worker thread looks at the .htaccess and the script (MountSource).
-            embedded.submit(cast(Exchange, exchange))
+            embedded.submit(exchange)
             return
         daemons = self.daemons
         assert daemons is not None
@@ -163,50 +159,27 @@ class HtaccessWatch:
     it, and their requests do not wait for it.
     """
 
-    def __init__(
-        self,
-        path: str,
-        key: StatKey | None,
-        loop: asyncio.AbstractEventLoop,
-        executor: ThreadPoolExecutor,
-    ) -> None:
+    def __init__(self, path: str, executor: ThreadPoolExecutor) -> None:
         self.path = path
         self.mounts: list[SiteMount] = []
-        self.stat_calls = 0
-        self._key = key
-        self._loop = loop
+        self.file = FileWatch(path)
+        # No key yet: the first request's look reads the file again, so an edit made
+        # since read_site read it is not missed.
+        self._key: StatKey | None = None
         self._executor = executor
         self._lock = threading.Lock()  # one read at a time
-        self._tick: TickStat | None = None
-        self._busy = False
 
-    def _stat(self) -> StatKey | None:
-        self.stat_calls += 1
-        return stat_key(self.path)
+    @property
+    def stat_calls(self) -> int:
+        return self.file.stat_calls
 
     # Event loop thread.
     def ticket(self) -> TickStat:
-        tick = self._tick
-        if tick is None:
-            tick = self._tick = TickStat(self._stat)
-            self._loop.call_soon(self._end_tick)
-        return tick
-
-    def _end_tick(self) -> None:
-        self._tick = None
+        return self.file.ticket()
 
     def check(self) -> None:
         """Refresh on the helper thread (daemon mounts), one refresh at a time."""
-        if self._busy:
-            return
-        self._busy = True
-        future = self._loop.run_in_executor(self._executor, self.refresh, self.ticket())
-        future.add_done_callback(self._checked)
-
-    def _checked(self, future: asyncio.Future[None]) -> None:
-        self._busy = False
-        if not future.cancelled() and future.exception() is not None:
-            logger.error("could not read %s: %s", self.path, future.exception())
+        self.file.in_background(self._executor, self.refresh)
 
     # Any thread.
     def refresh(self, tick: TickStat) -> None:
@@ -242,7 +215,7 @@ class SiteRunner:
         self.watches: dict[str, HtaccessWatch] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-htaccess")
         self._initial_stats: dict[tuple[str, str], int] = {}
-        trust = ProxyTrust(config.forwarded_allow_ips) if config.forwarded_allow_ips else None
+        trust = trust_for(config.forwarded_allow_ips)
         try:
             main = [(m.path, self._mount(None, m, trust)) for m in site.mounts]
             vhost_routes = [
@@ -265,9 +238,7 @@ class SiteRunner:
         if mount.htaccess and "script_reloading" not in mount.overrides:
             watch = self.watches.get(mount.htaccess)
             if watch is None:
-                # No key yet: the first request's look reads the file again, so an edit
-                # made since read_site read it is not missed.
-                watch = HtaccessWatch(mount.htaccess, None, self.loop, self._executor)
+                watch = HtaccessWatch(mount.htaccess, self._executor)
                 self.watches[mount.htaccess] = watch
             watch.mounts.append(site_mount)
             site_mount.watch = watch
@@ -315,7 +286,7 @@ class SiteRunner:
 
     # -- ApplicationRunner -------------------------------------------------------------
 
-    def submit(self, exchange: RoutedExchange) -> None:
+    def submit(self, exchange: ServerExchange) -> None:
         host: bytes | None = None
         for name, value in exchange.headers:
             if len(name) == 4 and name.lower() == b"host":
@@ -371,8 +342,9 @@ class SiteRunner:
             logger.warning("daemon group %r: no application uses it; not started", name)
 
     async def close(self) -> None:
-        """Stop the daemon groups and this site's helper thread (the server shuts the
-        worker threads down once its connections are done)."""
+        """Stop the worker threads, the daemon groups and this site's helper thread (the
+        server calls it once its connections are done)."""
+        await self.pool.stop()
         for runner in self.groups.values():
             await runner.close()
         self._executor.shutdown(wait=False)
@@ -423,4 +395,9 @@ class SiteRunner:
                     "htaccess_stats": mount.watch.stat_calls if mount.watch else 0,
                 }
             )
-        return {"mounts": mounts}
+        groups = {name: runner.group_status() for name, runner in self.groups.items()}
+        return {"mode": "site", "app": self.site.path, "mounts": mounts, "groups": groups}
+
+    def stop_note(self) -> str:
+        htaccess = sum(w.stat_calls for w in self.watches.values())
+        return f"{self.stat_calls} stat(s) of the WSGI script; {htaccess} of .htaccess"

@@ -9,8 +9,9 @@ import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from asyncwsgi.core.exchange import Exchange
 from asyncwsgi.wsgi.input import WSGIInput
-from asyncwsgi.wsgi.types import Environ, Exchange
+from asyncwsgi.wsgi.types import Environ
 
 
 def base_environ(
@@ -63,10 +64,11 @@ def _environ_key(name: bytes) -> str | None:
     return key
 
 
-def build_environ(exchange: Exchange, base: Environ, script_name: str | None = None) -> Environ:
-    """The environ of one request. ``script_name`` overrides the base's SCRIPT_NAME (an
-    ASGI host gives each request its own ``root_path``)."""
+def build_environ(exchange: Exchange, base: Environ) -> Environ:
+    """The environ of one request. The exchange's ``script_name``, when set, overrides the
+    base's SCRIPT_NAME (a site's mount, an ASGI host's ``root_path``)."""
     environ = base.copy()
+    script_name = exchange.script_name
     if script_name is None:
         script_name = base["SCRIPT_NAME"]
     else:

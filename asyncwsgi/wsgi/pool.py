@@ -6,6 +6,7 @@ and no result plumbing; a job is a function and two arguments.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -62,3 +63,9 @@ class ThreadPool:
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return [t.name for t in self._threads if t.is_alive()]
+
+    async def stop(self, timeout: float = 1.0) -> None:
+        """Event loop: :meth:`shutdown` off the loop; threads still busy are logged."""
+        stuck = await asyncio.to_thread(self.shutdown, timeout)
+        if stuck:
+            logger.warning("%d worker thread(s) still busy at exit", len(stuck))

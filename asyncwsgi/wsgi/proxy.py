@@ -65,3 +65,8 @@ class ProxyTrust:
             if client:
                 environ["REMOTE_ADDR"] = client
                 environ.pop("REMOTE_PORT", None)
+
+
+def trust_for(spec: str) -> ProxyTrust | None:
+    """The trust ``--forwarded-allow-ips`` asks for; None when it trusts nobody."""
+    return ProxyTrust(spec) if spec else None

@@ -13,8 +13,10 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from asyncwsgi.core.exchange import Exchange
+from asyncwsgi.core.head import check_headers, check_status
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected
-from asyncwsgi.wsgi.types import Environ, Exchange, ExcInfo, WSGIApplication
+from asyncwsgi.wsgi.types import Environ, ExcInfo, WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -64,8 +66,8 @@ class _Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        _check_status(status)
-        _check_headers(headers)
+        check_status(status)
+        check_headers(headers)
         self.status = status
         self.headers = headers
         return self.write
@@ -94,38 +96,6 @@ class _Response:
             raise AssertionError("the application returned without calling start_response()")
         else:
             exchange.respond(self.status, self.headers, b"", final=True)
-
-
-def _check_status(status: str) -> None:
-    if type(status) is not str:
-        raise TypeError(f"status must be a str, not {type(status).__name__}")
-    if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
-        raise ValueError(f"status must look like '200 OK', not {status!r}")
-    if "\n" in status or "\r" in status or "\0" in status:
-        raise ValueError(f"control character in status {status!r}")
-
-
-def _check_headers(headers: list[tuple[str, str]]) -> None:
-    if type(headers) is not list:
-        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
-    for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise TypeError(f"each response header must be a (name, value) tuple: {item!r}")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise TypeError(f"header names and values must be str: {item!r}")
-        # Plain `in` tests: this runs for every header of every response.
-        if (
-            "\n" in value
-            or "\r" in value
-            or "\0" in value
-            or "\n" in name
-            or "\r" in name
-            or ":" in name
-            or "\0" in name
-        ):
-            # Refuse rather than let a header value split the response.
-            raise ValueError(f"invalid character in response header {item!r}")
 
 
 def _regular_file(filelike: Any) -> tuple[int, int] | None:

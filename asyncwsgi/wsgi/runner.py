@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from asyncwsgi.core.exchange import Exchange
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.response import FileWrapper, call_application
-from asyncwsgi.wsgi.types import AppSource, Exchange
+from asyncwsgi.wsgi.types import AppSource
 
 
 class WSGIRunner:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from asyncwsgi import WSGIApp
-from asyncwsgi.asgi import request_path, response_start
+from asyncwsgi.asgi.scope import request_path, response_start
 from asyncwsgi.errors import ConfigError, ScriptLoadError
 from tests.apps import asgi_wsgi_apps as apps
 

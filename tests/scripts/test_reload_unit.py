@@ -20,7 +20,8 @@ import pytest
 
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.scripts.loader import module_name_for
-from asyncwsgi.scripts.reloader import ScriptSource, TickStat
+from asyncwsgi.scripts.reloader import ScriptSource
+from asyncwsgi.scripts.watch import TickStat
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -23,6 +23,7 @@ class FakeExchange:
     client: tuple[str, int] | None = ("10.1.2.3", 54321)
     server: tuple[str, int] | None = ("127.0.0.1", 8080)
     scheme: str = "http"
+    script_name: str | None = None
     head_sent: bool = False
     body: bytes = b""
     reads: list[int] = field(default_factory=list)

@@ -1,0 +1,77 @@
+"""The rules of a response head, in one place: status, header fields, Content-Length.
+
+Rule: nothing here imports asyncio or touches a socket; values in, values out. The HTTP
+server turns a head into bytes, the ASGI adapter into an ``http.response.start`` message
+and the daemon process into a wire frame, each by these rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Headers that describe the connection, not the resource. PEP 3333 forbids applications
+# to send them; the server (or the ASGI host) owns them.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+     "proxy-authenticate", "proxy-authorization"}
+)  # fmt: skip
+
+
+def status_allows_body(status_code: int) -> bool:
+    """1xx, 204 and 304 responses have no body."""
+    return not (100 <= status_code < 200 or status_code in (204, 304))
+
+
+def content_length(value: str, current: int = -1) -> int:
+    """The length a ``Content-Length`` value gives, after an earlier one (``current``,
+    -1 for none): ``ValueError`` unless it is 1*DIGIT and agrees with the earlier one."""
+    digits = value.strip()
+    # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"invalid Content-Length header {value!r}")
+    length = int(digits)
+    if current >= 0 and length != current:
+        raise ValueError("the application sent two different Content-Length headers")
+    return length
+
+
+def wants_close(value: str) -> bool:
+    """A ``Connection`` header value that asks for the connection to close."""
+    return "close" in value.lower()
+
+
+# --------------------------------------------------------------------------------------
+# PEP 3333: what start_response() accepts
+# --------------------------------------------------------------------------------------
+
+
+def check_status(status: str) -> None:
+    if type(status) is not str:
+        raise TypeError(f"status must be a str, not {type(status).__name__}")
+    if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+        raise ValueError(f"status must look like '200 OK', not {status!r}")
+    if "\n" in status or "\r" in status or "\0" in status:
+        raise ValueError(f"control character in status {status!r}")
+
+
+def check_headers(headers: Iterable[tuple[str, str]]) -> None:
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(f"each response header must be a (name, value) tuple: {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"header names and values must be str: {item!r}")
+        # Plain `in` tests: this runs for every header of every response.
+        if (
+            "\n" in value
+            or "\r" in value
+            or "\0" in value
+            or "\n" in name
+            or "\r" in name
+            or ":" in name
+            or "\0" in name
+        ):
+            # Refuse rather than let a header value split the response.
+            raise ValueError(f"invalid character in response header {item!r}")

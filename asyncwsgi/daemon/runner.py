@@ -1,0 +1,321 @@
+"""Daemon mode's runner: the process group, and which daemon gets each request.
+
+Everything here runs on the event loop thread. The HTTP layer (or ``WSGIApp`` in daemon
+mode) hands over an exchange through its loop side; :class:`DaemonRunner` picks a READY
+daemon process with a free thread -- a fresh one first -- and gives the request to that
+process's :class:`~asyncwsgi.daemon.link.DaemonLink`. Requests wait in the front, not in
+a daemon, when every thread is busy, so a request is never stuck behind a daemon that is
+about to be replaced or that died.
+
+The script is checked here, as in embedded mode, once per event-loop tick, but on a
+helper thread and without holding the request back: a change starts a rolling restart
+of the group, and requests keep going to the old processes until the fresh ones are
+READY (docs/DESIGN.md, "Script reloading").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asyncwsgi.config import ProcessSettings
+from asyncwsgi.core.exchange import LoopExchange
+from asyncwsgi.daemon import wire
+from asyncwsgi.daemon.link import DaemonLink, answer
+from asyncwsgi.processes import Child, ChildState, ProcessGroup
+from asyncwsgi.scripts.loader import is_script_path
+from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
+
+logger = logging.getLogger("asyncwsgi.error")
+
+
+class DaemonRunner:
+    """The application runner of daemon mode, and the launcher of its process group."""
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        group: str,
+        settings: ProcessSettings,
+        callable_name: str = "application",
+        script_reloading: bool = True,
+        script_name: str = "",
+        forwarded_allow_ips: str = "127.0.0.1,::1",
+        log_level: str = "info",
+        title: str = "",
+    ) -> None:
+        self.app = os.path.abspath(app) if is_script_path(app) else app
+        self.title = title
+        self.script = self.app if is_script_path(app) else ""
+        self.threads = settings.threads
+        self.callable_name = callable_name
+        self.script_reloading = script_reloading and bool(self.script)
+        self.script_name = script_name.rstrip("/")
+        self.forwarded_allow_ips = forwarded_allow_ips
+        self.log_level = log_level
+        self.request_timeout = settings.request_timeout
+        self.group = ProcessGroup(
+            group,
+            self,
+            settings,
+            kind="daemon",
+            target=app,
+            on_change=self.slot_freed,
+        )
+        self.multiprocess = settings.processes > 1
+        self.queue: deque[LoopExchange] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch = FileWatch(self.script)
+        self._script_key: StatKey | None = None  # as the last look saw it
+        self._stat_thread: ThreadPoolExecutor | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure_logged = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the group and wait until every process is READY (``ScriptLoadError`` if
+        the application does not load)."""
+        self._loop = asyncio.get_running_loop()
+        if self.script:
+            self._script_key = stat_key(self.script)
+        await self.group.start()
+        if self.request_timeout:
+            self._timer = self._loop.call_later(self._timeout_interval, self._check_timeouts)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for exchange in self.queue:
+            answer(exchange, "503 Service Unavailable")
+        self.queue.clear()
+        await self.group.close()
+        if self._stat_thread is not None:
+            self._stat_thread.shutdown(wait=False)
+
+    def restart(self, reason: str) -> None:
+        self.group.restart(reason)
+
+    # -- Launcher (called by the pool manager) -----------------------------------------
+
+    def spawn(self, child: Child) -> subprocess.Popen[bytes]:
+        from asyncwsgi.daemon.process import command
+
+        front, back = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            argv = command(
+                fd=back.fileno(),
+                group=self.group.name,
+                generation=child.generation,
+                threads=self.threads,
+                app=self.app,
+                callable=self.callable_name,
+                forwarded_allow_ips=self.forwarded_allow_ips,
+                log_level=self.log_level,
+                multiprocess=self.multiprocess,
+                title=self.title,
+            )
+            process = subprocess.Popen(argv, pass_fds=[back.fileno()], stdin=subprocess.DEVNULL)
+        except BaseException:
+            front.close()
+            raise
+        finally:
+            back.close()
+        link = DaemonLink(self, child)
+        child.data = link
+        loop = self._loop
+        assert loop is not None
+        front.setblocking(False)
+        task = loop.create_task(loop.connect_accepted_socket(lambda: link, front))
+        task.add_done_callback(_report_connect_failure)
+        return process
+
+    def retire(self, child: Child) -> None:
+        link: DaemonLink | None = child.data
+        if link is not None:
+            link.drain()
+
+    def exited(self, child: Child) -> None:
+        link: DaemonLink | None = child.data
+        if link is not None:
+            link.fail_all()
+            link.close()
+
+    # -- ApplicationRunner -------------------------------------------------------------
+
+    def submit(self, exchange: LoopExchange) -> None:
+        if self.script_reloading:
+            self.check_script()
+        if self.group.failed:
+            self._refuse(exchange)
+            return
+        link = self._pick()
+        if link is None:
+            self.queue.append(exchange)
+        else:
+            link.open_stream(exchange)
+
+    def retry(self, exchange: LoopExchange) -> None:
+        """A daemon refused a request it never started: give it to another."""
+        self.queue.appendleft(exchange)
+        self.slot_freed()
+
+    def slot_freed(self) -> None:
+        queue = self.queue
+        if self.group.failed:
+            while queue:
+                self._refuse(queue.popleft())
+            return
+        while queue:
+            exchange = queue[0]
+            if exchange.disconnected:
+                queue.popleft()
+                continue
+            link = self._pick()
+            if link is None:
+                return
+            queue.popleft()
+            link.open_stream(exchange)
+
+    def _pick(self) -> DaemonLink | None:
+        best: DaemonLink | None = None
+        best_key = (True, 0)
+        for child in self.group.children:
+            if child.state is not ChildState.READY:
+                continue
+            link: DaemonLink | None = child.data
+            if link is None or not link.ready or link.draining:
+                continue
+            load = len(link.streams)
+            if load >= link.threads:
+                continue
+            # Fresh processes first; among them the least busy.
+            key = (child.stale, load)
+            if best is None or key < best_key:
+                best, best_key = link, key
+        return best
+
+    def _refuse(self, exchange: LoopExchange) -> None:
+        if not self._failure_logged:
+            self._failure_logged = True
+            logger.error(
+                "daemon group %r has no application to run (see the error above); "
+                "answering 503 until the script changes",
+                self.group.name,
+            )
+        answer(exchange, "503 Service Unavailable")
+
+    # -- script changes ----------------------------------------------------------------
+
+    def check_script(self) -> None:
+        """Restart the group if the script changed: one stat per loop tick, on a helper
+        thread; requests do not wait for it. (``submit`` calls it when
+        ``script_reloading`` is on; a site's mounts decide for themselves.)"""
+        if not self.script or self._loop is None:
+            return
+        if self._stat_thread is None:
+            self._stat_thread = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-stat")
+        self._watch.in_background(self._stat_thread, self._look)
+
+    @property
+    def stat_calls(self) -> int:
+        return self._watch.stat_calls
+
+    def _look(self, tick: TickStat) -> None:
+        # Helper thread; one look at a time, so _script_key has one writer.
+        key = tick.get()
+        if key == self._script_key:
+            return
+        self._script_key = key
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._script_changed, key)
+
+    def _script_changed(self, key: StatKey | None) -> None:
+        if key is None:
+            logger.error("WSGI script %r is gone; the daemon group keeps running", self.script)
+            return
+        self._failure_logged = False
+        self.group.restart(f"WSGI script {self.script!r} changed")
+        self.slot_freed()
+
+    # -- what the server drives ----------------------------------------------------------
+
+    def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
+        """What ``reload [GROUP]`` and SIGHUP restart: this group, by name."""
+        return {self.group.name: lambda: self.restart(reason)}
+
+    def status(self) -> dict[str, Any]:
+        return {"groups": {self.group.name: self.group_status()}}
+
+    def group_status(self) -> dict[str, Any]:
+        group = self.group
+        return {
+            "generation": group.generation,
+            "failed": group.failed,
+            "restarts": group.restarts,
+            "queued": len(self.queue),
+            "processes": [
+                {
+                    "pid": c.pid,
+                    "generation": c.generation,
+                    "state": c.state.value,
+                    "requests": c.requests,
+                }
+                for c in group.children
+            ],
+        }
+
+    def stop_note(self) -> str:
+        return f"{self.stat_calls} stat(s) of the WSGI script"
+
+    # -- request timeouts --------------------------------------------------------------
+
+    @property
+    def _timeout_interval(self) -> float:
+        return max(0.05, min(1.0, self.request_timeout / 4))
+
+    def _check_timeouts(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._timer = loop.call_later(self._timeout_interval, self._check_timeouts)
+        limit = time.monotonic() - self.request_timeout
+        for child in list(self.group.children):
+            link: DaemonLink | None = child.data
+            if link is None:
+                continue
+            late = [s for s in link.streams.values() if s.started <= limit and not s.answered]
+            for stream in late:
+                stream.answered = True
+                exchange = stream.exchange
+                logger.error(
+                    "request %s %s ran longer than %g s in daemon process %d; answering 504",
+                    exchange.method,
+                    exchange.path.decode("latin-1"),
+                    self.request_timeout,
+                    child.pid,
+                )
+                if exchange.head_sent:
+                    exchange.loop_abort()
+                else:
+                    answer(exchange, "504 Gateway Timeout")
+                if not stream.cancelled:
+                    stream.cancelled = True
+                    stream.body_open = False
+                    link.send(wire.encode_cancel(stream.id))
+            if late:
+                child.group.replace(child, "a request timed out")
+
+
+def _report_connect_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("could not attach a daemon connection: %s", task.exception())

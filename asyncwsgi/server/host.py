@@ -1,0 +1,146 @@
+"""What every kind of serving process shares: signals, the control socket, the stop.
+
+Rule: signal handlers only enqueue the signal; one task dispatches each to a
+``handle_<name>`` method, as gunicorn's arbiter does. A :class:`Host` is either a
+:class:`~asyncwsgi.server.server.Server` (sockets, HTTP and a runner) or a
+:class:`~asyncwsgi.server.supervisor.Supervisor` (copies of a server on shared sockets);
+:func:`~asyncwsgi.server.lifecycle.serve` runs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from asyncwsgi.config import Config
+from asyncwsgi.control import ControlError, ControlServer, resolve_control_path
+from asyncwsgi.errors import ConfigError
+
+logger = logging.getLogger("asyncwsgi.error")
+
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+class Host:
+    """A serving process, as :func:`~asyncwsgi.server.lifecycle.serve` drives it."""
+
+    # What SIGTERM and SIGINT are said to do, in the log.
+    stopping = "shutting down gracefully"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.addresses: list[str] = []
+        self.signals: asyncio.Queue[str] = asyncio.Queue()
+        self.stop = asyncio.Event()
+        self.control: ControlServer | None = None
+
+    # -- what each kind of host says ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen and be ready; ``ScriptLoadError`` or ``ConfigError`` if it cannot."""
+        raise NotImplementedError
+
+    async def abandon(self) -> None:
+        """Undo a ``start()`` that failed: nothing was served, so nothing is logged."""
+        raise NotImplementedError
+
+    async def shutdown(self) -> None:
+        """Stop gracefully: finish what is in flight, then release everything."""
+        raise NotImplementedError
+
+    def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
+        """What ``reload [GROUP]`` and SIGHUP restart, by name."""
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        """The answer to ``status``."""
+        raise NotImplementedError
+
+    # -- signals -----------------------------------------------------------------------
+
+    def install_signal_handlers(self, names: tuple[str, ...] = SIGNALS) -> list[int]:
+        installed = []
+        for name in names:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                self.loop.add_signal_handler(signum, self.signals.put_nowait, name)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a platform without them
+            installed.append(signum)
+        return installed
+
+    async def dispatch_signals(self) -> None:
+        while True:
+            name = await self.signals.get()
+            handler: Callable[[], None] = getattr(self, "handle_" + name[3:].lower())
+            handler()
+
+    def handle_term(self) -> None:
+        logger.info("received SIGTERM; %s", self.stopping)
+        self.stop.set()
+
+    def handle_int(self) -> None:
+        logger.info("received SIGINT; %s", self.stopping)
+        self.stop.set()
+
+    def handle_hup(self) -> None:
+        for restart in self.restarts("received SIGHUP").values():
+            restart()
+
+    # -- the control socket ------------------------------------------------------------
+
+    async def open_control(self) -> None:
+        """The control socket ``python -m asyncwsgi reload`` talks to, if one is wanted.
+
+        An explicit path that cannot be used is a ``ConfigError``; trouble with the
+        default place is a warning.
+        """
+        setting = self.config.control_socket
+        try:
+            path = resolve_control_path(setting)
+        except ControlError as exc:
+            logger.warning("no control socket: %s", exc)
+            return
+        if path is None:
+            return
+        server = ControlServer(path, self._command)
+        try:
+            await server.start()
+        except ControlError as exc:
+            if setting:
+                raise ConfigError(f"control_socket: {exc}") from exc
+            logger.warning("no control socket: %s", exc)
+            return
+        self.control = server
+        logger.info("control socket: %s (python -m asyncwsgi reload [GROUP])", path)
+
+    async def close_control(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+
+    async def _command(self, words: list[str]) -> str:
+        command, args = words[0], words[1:]
+        if command == "reload" and len(args) <= 1:
+            return self.reload(args[0] if args else None)
+        if command == "status" and not args:
+            return "ok " + json.dumps(self.status(), sort_keys=True)
+        return f"error unknown command {' '.join(words)!r} (commands: reload [GROUP], status)"
+
+    def reload(self, group: str | None) -> str:
+        """``reload [GROUP]``: restart one group, or every one."""
+        groups = self.restarts("reload requested on the control socket")
+        if group is None:
+            for restart in groups.values():
+                restart()
+            return "ok reloading " + " ".join(groups)
+        if group not in groups:
+            return f"error no process group named {group!r} (groups: {', '.join(groups)})"
+        groups[group]()
+        return f"ok reloading {group}"

@@ -1,0 +1,108 @@
+"""Serving, from start to stop: :func:`serve` in a running loop, :func:`run` with its own.
+
+``serve`` builds the host the settings ask for -- one :class:`~asyncwsgi.server.server.Server`,
+or a :class:`~asyncwsgi.server.supervisor.Supervisor` of several copies of one -- starts
+it, says where it listens, waits for the stop (SIGTERM/SIGINT, or the caller's trigger)
+and shuts it down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asyncwsgi.config import Config
+from asyncwsgi.errors import ConfigError
+from asyncwsgi.server.host import SIGNALS, Host
+from asyncwsgi.server.server import Server
+from asyncwsgi.server.supervisor import Supervisor
+from asyncwsgi.wsgi.types import WSGIApplication
+
+
+def _config(app: str | WSGIApplication | None, config: Config | None, **options: Any) -> Config:
+    if config is None:
+        return Config.build(app=app, **options)
+    if app is not None or options:
+        return config.replace(**({"app": app} if app is not None else {}), **options)
+    return config
+
+
+async def serve(
+    app: str | WSGIApplication | None = None,
+    *,
+    config: Config | None = None,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    ready: Callable[[list[str]], Any] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns (or SIGTERM/SIGINT when it is None).
+
+    ``ready`` is called with the listening addresses once the sockets accept connections.
+    Raises ``ConfigError`` for a bad setting and ``ScriptLoadError`` for an application
+    that cannot be loaded, before anything listens.
+    """
+    config = _config(app, config, **options)
+    host: Host
+    if config.mode == "embedded" and config.processes > 1:
+        host = Supervisor(config)
+    else:
+        host = Server(config)
+    await run_host(host, shutdown_trigger, ready)
+
+
+async def run_host(
+    host: Host,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None,
+    ready: Callable[[list[str]], Any] | None,
+) -> None:
+    try:
+        await host.start()
+    except BaseException:
+        # A daemon group that did not start, an address in use: stop what did start.
+        await host.abandon()
+        raise
+    # With the caller's own trigger, SIGTERM and SIGINT are the caller's business.
+    installed = host.install_signal_handlers(SIGNALS if shutdown_trigger is None else ("SIGHUP",))
+    dispatcher = asyncio.ensure_future(host.dispatch_signals())
+    waiters = {asyncio.ensure_future(host.stop.wait())}
+    if shutdown_trigger is not None:
+        waiters.add(asyncio.ensure_future(shutdown_trigger()))
+    try:
+        if ready is not None:
+            ready(host.addresses)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for signum in installed:
+            host.loop.remove_signal_handler(signum)
+        dispatcher.cancel()
+        await host.shutdown()
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("loop: uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+def run(app: str | WSGIApplication | None = None, **options: Any) -> None:
+    """Run a server in this thread until SIGTERM/SIGINT; see :func:`serve`."""
+    given: Config | None = options.pop("config", None)
+    ready = options.pop("ready", None)
+    config = _config(app, given, **options)
+    loop = new_event_loop(config.loop)
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve(config=config, ready=ready))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
