@@ -29,6 +29,7 @@ from asyncwsgi.errors import (
 )
 from asyncwsgi.http.exchange import HttpBody, HttpExchange
 from asyncwsgi.http.framing import simple_response
+from asyncwsgi.http.request import Reject, body_framing, split_target
 from asyncwsgi.http.state import HttpLimits, ServerState
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -36,14 +37,6 @@ logger = logging.getLogger("asyncwsgi.error")
 # A response may be sent while the request body is still arriving; the connection stays
 # usable only if what is left of the body is small enough to read and throw away.
 _DRAIN_LIMIT = 64 * 1024
-
-
-class _Reject(Exception):
-    """Raised inside parser callbacks: answer ``status`` and close the connection."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -170,7 +163,7 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except _Reject as exc:
+        except Reject as exc:
             self._reject(exc.status, str(exc))
         except httptools.HttpParserUpgrade:
             # WSGI has no upgrade; the request was served as a plain one. Bytes that
@@ -181,7 +174,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             # httptools wraps an exception raised in a callback; ours say what to answer.
             cause = exc.__context__
-            if isinstance(cause, _Reject):
+            if isinstance(cause, Reject):
                 self._reject(cause.status, str(cause))
             else:
                 self._reject("400 Bad Request", f"malformed request: {exc}")
@@ -199,7 +192,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.limits.limit_request_line:
-            raise _Reject("414 URI Too Long", "request target too long")
+            raise Reject("414 URI Too Long", "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
@@ -207,11 +200,11 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4
         limits = self.limits
         if len(headers) > limits.limit_request_fields:
-            raise _Reject("431 Request Header Fields Too Large", "too many header fields")
+            raise Reject("431 Request Header Fields Too Large", "too many header fields")
         if len(name) + len(value) > limits.limit_request_field_size:
-            raise _Reject("431 Request Header Fields Too Large", "header field too large")
+            raise Reject("431 Request Header Fields Too Large", "header field too large")
         if self._header_bytes > limits.limit_request_field_size * 8:
-            raise _Reject("431 Request Header Fields Too Large", "header section too large")
+            raise Reject("431 Request Header Fields Too Large", "header section too large")
 
     def on_headers_complete(self) -> None:
         self._in_message = False
@@ -219,66 +212,10 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
-        content_lengths: list[bytes] = []
-        transfer_codings: list[bytes] = []
-        chunked = False
-        expect_continue = False
-        has_host = False
-        for name, value in self._headers:
-            # Only four names matter here; their lengths rule out most headers cheaply.
-            size = len(name)
-            if size != 14 and size != 17 and size != 6 and size != 4:
-                continue
-            lname = name.lower()
-            if lname == b"content-length":
-                content_lengths.append(value.strip())
-            elif lname == b"transfer-encoding":
-                transfer_codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
-            elif lname == b"expect":
-                if value.strip().lower() != b"100-continue":
-                    raise _Reject("417 Expectation Failed", "unsupported Expect header")
-                expect_continue = version == "1.1"
-            elif lname == b"host":
-                if has_host:
-                    raise _Reject("400 Bad Request", "more than one Host header")
-                has_host = True
-        if transfer_codings:
-            if transfer_codings[-1] != b"chunked":
-                raise _Reject("400 Bad Request", "Transfer-Encoding must end in chunked")
-            if len(transfer_codings) > 1:
-                raise _Reject("501 Not Implemented", "unsupported transfer coding")
-            chunked = True
-        if content_lengths and chunked:
-            raise _Reject("400 Bad Request", "both Content-Length and Transfer-Encoding")
-        if len(set(content_lengths)) > 1:
-            raise _Reject("400 Bad Request", "conflicting Content-Length headers")
-        if version == "1.1" and not has_host:
-            raise _Reject("400 Bad Request", "HTTP/1.1 request without Host")
-        body_length = 0
-        if content_lengths:
-            raw = content_lengths[0]
-            if not raw.isdigit():
-                raise _Reject("400 Bad Request", "invalid Content-Length")
-            body_length = int(raw)
-        elif chunked:
-            body_length = -1
-        if body_length > self.limits.limit_request_body:
-            raise _Reject("413 Content Too Large", "request body over the limit")
-
-        url = self._url
-        if url[:1] == b"/":
-            path, _, query = url.partition(b"?")
-            path = path.partition(b"#")[0]
-        elif url == b"*":
-            path, query = b"*", b""
-        else:
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                raise _Reject("400 Bad Request", "invalid request target") from None
-            path = parsed.path or b"/"
-            query = parsed.query or b""
-
+        body_length, expect_continue = body_framing(
+            self._headers, version, self.limits.limit_request_body
+        )
+        path, query = split_target(self._url)
         body = HttpBody(self, expect_continue) if body_length else None
         exchange = HttpExchange(
             self,
@@ -315,7 +252,7 @@ class HttpProtocol(asyncio.Protocol):
             exchange.error_status = "413 Content Too Large"
             exchange.keep_alive = False
             body.fail(RequestBodyTooLarge("request body over the limit"))
-            raise _Reject("413 Content Too Large", "request body over the limit")
+            raise Reject("413 Content Too Large", "request body over the limit")
         if exchange.finished:
             # Answered already: this is the small remainder we read to keep the
             # connection, or more of a body nobody will read.
