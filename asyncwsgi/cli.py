@@ -10,7 +10,6 @@ answered ``error``, 2 when no server could be reached. A copy of an embedded ser
 from __future__ import annotations
 
 import argparse
-import logging
 import resource
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 from asyncwsgi import __version__
 from asyncwsgi.config import Config
 from asyncwsgi.errors import ConfigError, ConfigFileError, ScriptLoadError
+from asyncwsgi.logs import setup_logging
 from asyncwsgi.settings import EVERY_MOUNT, Choice, Entry, Kind, table
 
 EXIT_OK = 0
@@ -151,25 +151,6 @@ def check_config(config: Config, args: argparse.Namespace) -> None:
     assert config.site is not None
     origin = COMMAND_LINE if args.bind else DEFAULT
     print(describe_site(config.site, config.bind, origin), end="", flush=True)
-
-
-def setup_logging(level: str) -> None:
-    error = logging.getLogger("asyncwsgi.error")
-    if not error.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-        )
-        error.addHandler(handler)
-        error.propagate = False
-    error.setLevel(level.upper())
-    access = logging.getLogger("asyncwsgi.access")
-    if not access.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.propagate = False
-    access.setLevel(logging.INFO)
 
 
 def _raise_fd_limit(wanted: int) -> None:

@@ -2,7 +2,8 @@
 
 ``run.py`` (through ``servers.py``), ``reload_under_load.py`` and ``stat_calls.py`` all
 call :func:`argv`, so a change to how asyncwsgi is started (a renamed option, a new
-default) is made once. Three setups, the ones DESIGN.md section 4 sets targets for:
+default) is made once. Three setups, the ones docs/DESIGN.md ("Performance") sets
+targets for:
 
 - ``embedded``: one process, the app in 8 threads of it (the default);
 - ``processes``: embedded mode, ``--processes 2``: two copies of the whole server sharing

@@ -17,7 +17,7 @@ folder, ``WSGIScriptReloading On|Off`` in the file) and the stats of the folder'
 .htaccess are counted too (saved as ``stat-calls-site-STAMP``).
 
 Prints, and saves to ``benchmarks/results/stat-calls-STAMP.{md,json}``, a table of
-stat calls per request (targets, DESIGN.md section 4: <= 0.2 with reloading on,
+stat calls per request (targets, docs/DESIGN.md "Performance": <= 0.2 with reloading on,
 exactly 0 with it off), the requests/s of each mode and the ratio on/off (target
 >= 0.95; with several rounds the median requests/s of each mode is used). No other
 request reaches the server, so the counts are wrk's requests alone. Requires

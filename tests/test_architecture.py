@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     # Sans-IO and stdlib-only rooms that every mode uses.
     "core": {"errors"},
     "control": {"errors"},
+    "logs": set(),
     "processes": {"errors", "config"},
     # HTTP knows the request core, never the WSGI bridge or what runs the application.
     "http": {"errors", "core"},
@@ -35,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "scripts": {"errors", "wsgi"},
     # A daemon process runs the WSGI bridge; the front answers through the core's loop
     # side and never sees HTTP.
-    "daemon": {"errors", "config", "core", "wsgi", "scripts", "processes"},
+    "daemon": {"errors", "config", "core", "wsgi", "scripts", "processes", "logs"},
     # Reading a config file and choosing a mount are values in, values out ...
     "sites": _VALUES,
     "sites.routing": {"sites.model"},

@@ -210,10 +210,6 @@ class DaemonLink(asyncio.Protocol):
         if child.max_requests and child.requests >= child.max_requests:
             child.group.replace(child, f"maximum requests ({child.max_requests}) reached")
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.streams)
-
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -18,13 +18,13 @@ Every stream ends with exactly one last frame (a FINAL RESPONSE_HEAD, RESPONSE_E
 RESPONSE_ABORT), sent under the send lock together with marking the stream ended, so any
 frame the application tries to send after that is dropped.
 
-Run as ``python -m asyncwsgi.daemon.process``; :func:`command` builds that command line,
-so the pool manager and this module cannot disagree about it.
+Run as ``python -m asyncwsgi.daemon.process SPEC``; :func:`command` builds that command
+line from a :class:`DaemonSpec`, so the front and this module cannot disagree about it.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import os
 import signal
@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from queue import SimpleQueue
 from types import FrameType
 from typing import Final
@@ -45,6 +46,7 @@ from asyncwsgi.errors import (
     ProtocolError,
     ScriptLoadError,
 )
+from asyncwsgi.logs import setup_logging
 from asyncwsgi.processes import EXIT_BOOT_FAILED
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
 from asyncwsgi.wsgi.environ import base_environ, build_environ
@@ -58,8 +60,11 @@ __all__ = [
     "EXIT_BOOT_FAILED",
     "EXIT_OK",
     "EXIT_PROTOCOL_ERROR",
+    "EXIT_USAGE",
+    "DaemonSpec",
     "command",
     "main",
+    "read_spec",
 ]
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -67,6 +72,8 @@ logger = logging.getLogger("asyncwsgi.error")
 EXIT_OK: Final = 0
 # The front sent bytes that are not the wire protocol.
 EXIT_PROTOCOL_ERROR: Final = 4
+# Not started as the front starts a daemon (see command()).
+EXIT_USAGE: Final = 2
 # Request body bytes the front may send on a new stream before the first WINDOW.
 DEFAULT_REQUEST_WINDOW: Final = 256 * 1024
 
@@ -76,6 +83,7 @@ _RECV_SIZE: Final = 256 * 1024
 _COPY_LIMIT: Final = 64 * 1024
 _IOV_MAX: Final = 512
 _U32_MAX: Final = 0xFFFFFFFF
+_LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 
 # Events for the main thread.
 _TERM: Final = "SIGTERM"
@@ -380,95 +388,45 @@ class Daemon:
 # --------------------------------------------------------------------------------------
 
 
-def command(
-    *,
-    fd: int,
-    group: str,
-    generation: int,
-    threads: int,
-    app: str,
-    callable: str = "application",
-    forwarded_allow_ips: str = "127.0.0.1,::1",
-    log_level: str = "info",
-    multiprocess: bool = True,
-    request_window: int = DEFAULT_REQUEST_WINDOW,
-    title: str = "",
-) -> list[str]:
-    """The argv that starts a daemon process on the inherited socket ``fd`` (pass it in
-    ``pass_fds``). ``app`` is an absolute script path or ``package.module:attr``."""
-    argv = [
-        sys.executable,
-        "-m",
-        "asyncwsgi.daemon.process",
-        "--fd",
-        str(fd),
-        "--group",
-        group,
-        "--generation",
-        str(generation),
-        "--threads",
-        str(threads),
-        "--callable",
-        callable,
-        "--forwarded-allow-ips",
-        forwarded_allow_ips,
-        "--log-level",
-        log_level,
-        "--request-window",
-        str(request_window),
-    ]
-    if multiprocess:
-        argv.append("--multiprocess")
-    if title:
-        argv += ["--title", title]
-    argv += ["--", app]
-    return argv
+@dataclass(frozen=True, kw_only=True)
+class DaemonSpec:
+    """What a daemon process is started with: the front builds it, the daemon reads it
+    (one declaration, so the two cannot disagree)."""
+
+    fd: int  # the connected AF_UNIX socket, inherited (pass it in pass_fds)
+    group: str
+    generation: int
+    threads: int
+    app: str  # an absolute script path or package.module:attr
+    callable: str = "application"
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    log_level: str = "info"
+    multiprocess: bool = True
+    request_window: int = DEFAULT_REQUEST_WINDOW
+    title: str = ""  # the process title; default "asyncwsgi: daemon GROUP"
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "request_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _U32_MAX:
+                raise ValueError(f"{name} must be 1..{_U32_MAX}, not {value!r}")
+        if self.log_level not in _LOG_LEVELS:
+            raise ValueError(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= _U32_MAX:
-        raise argparse.ArgumentTypeError(f"must be 1..{_U32_MAX}, not {value}")
-    return value
+def command(spec: DaemonSpec) -> list[str]:
+    """The argv that starts a daemon process: the spec as one JSON argument."""
+    return [sys.executable, "-m", "asyncwsgi.daemon.process", json.dumps(asdict(spec))]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m asyncwsgi.daemon.process",
-        description="An asyncwsgi daemon process (started by the server, not by hand).",
-    )
-    parser.add_argument("--fd", type=int, required=True, help="connected AF_UNIX socket")
-    parser.add_argument("--group", required=True, help="process group name")
-    parser.add_argument("--generation", type=int, required=True)
-    parser.add_argument("--threads", type=_positive, required=True)
-    parser.add_argument("--callable", default="application")
-    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1,::1")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        type=str.lower,
-        choices=["critical", "error", "warning", "info", "debug"],
-    )
-    parser.add_argument("--multiprocess", action="store_true")
-    parser.add_argument(
-        "--title", default="", help="process title (default: asyncwsgi: daemon GROUP)"
-    )
-    parser.add_argument("--request-window", type=_positive, default=DEFAULT_REQUEST_WINDOW)
-    parser.add_argument("app", help="absolute script path or package.module:attr")
-    return parser
-
-
-def _setup_logging(level: str) -> None:
-    # As asyncwsgi.cli.setup_logging, whose room this module may not enter.
-    error = logging.getLogger("asyncwsgi.error")
-    if not error.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-        )
-        error.addHandler(handler)
-        error.propagate = False
-    error.setLevel(level.upper())
+def read_spec(argv: Sequence[str]) -> DaemonSpec:
+    """The spec :func:`command` put on the command line; ``ValueError`` if it is not one."""
+    if len(argv) != 1:
+        raise ValueError("expected one argument, the JSON the front builds")
+    try:
+        return DaemonSpec(**json.loads(argv[0]))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a daemon spec: {exc}") from None
 
 
 def _load(target: str, callable_name: str) -> WSGIApplication:
@@ -489,9 +447,13 @@ def _exit_now(status: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        spec = read_spec(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"asyncwsgi daemon: {exc} (started by the server, not by hand)", file=sys.stderr)
+        return EXIT_USAGE
     # First, so that `pgrep -f 'asyncwsgi: daemon NAME'` finds the process while it boots.
-    setproctitle.setproctitle(args.title or f"asyncwsgi: daemon {args.group}")
+    setproctitle.setproctitle(spec.title or f"asyncwsgi: daemon {spec.group}")
     # A terminal's Ctrl-C reaches the whole process group; the front stops daemons itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     events: SimpleQueue[str] = SimpleQueue()
@@ -501,18 +463,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGUSR1 would kill the process by default; during the import it waits in the queue.
     signal.signal(signal.SIGUSR1, enqueue)
-    _setup_logging(args.log_level)
-    sock = socket.socket(fileno=args.fd)
+    setup_logging(spec.log_level, access=False)
+    sock = socket.socket(fileno=spec.fd)
     # Subprocesses the application starts must not hold the front's connection open.
-    os.set_inheritable(args.fd, False)
+    os.set_inheritable(spec.fd, False)
     sock.setblocking(True)
     try:
-        app = _load(args.app, args.callable)
+        app = _load(spec.app, spec.callable)
     except ScriptLoadError as exc:
         cause = exc.__cause__
         logger.error(
             "daemon %r: %s",
-            args.group,
+            spec.group,
             exc,
             exc_info=(type(cause), cause, cause.__traceback__) if cause is not None else None,
         )
@@ -524,12 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock,
         app,
         events,
-        group=args.group,
-        generation=args.generation,
-        threads=args.threads,
-        request_window=args.request_window,
-        multiprocess=args.multiprocess,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        group=spec.group,
+        generation=spec.generation,
+        threads=spec.threads,
+        request_window=spec.request_window,
+        multiprocess=spec.multiprocess,
+        forwarded_allow_ips=spec.forwarded_allow_ips,
     )
     status, at_once = daemon.run()
     if at_once:

@@ -108,21 +108,23 @@ class DaemonRunner:
     # -- Launcher (called by the pool manager) -----------------------------------------
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
-        from asyncwsgi.daemon.process import command
+        from asyncwsgi.daemon.process import DaemonSpec, command
 
         front, back = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             argv = command(
-                fd=back.fileno(),
-                group=self.group.name,
-                generation=child.generation,
-                threads=self.threads,
-                app=self.app,
-                callable=self.callable_name,
-                forwarded_allow_ips=self.forwarded_allow_ips,
-                log_level=self.log_level,
-                multiprocess=self.multiprocess,
-                title=self.title,
+                DaemonSpec(
+                    fd=back.fileno(),
+                    group=self.group.name,
+                    generation=child.generation,
+                    threads=self.threads,
+                    app=self.app,
+                    callable=self.callable_name,
+                    forwarded_allow_ips=self.forwarded_allow_ips,
+                    log_level=self.log_level,
+                    multiprocess=self.multiprocess,
+                    title=self.title,
+                )
             )
             process = subprocess.Popen(argv, pass_fds=[back.fileno()], stdin=subprocess.DEVNULL)
         except BaseException:

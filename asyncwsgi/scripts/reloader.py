@@ -41,7 +41,8 @@ class _Loaded:
 
 
 class ScriptSource:
-    """A WSGI script file as an application source, reloaded as DESIGN.md section 1 says."""
+    """A WSGI script file as an application source, reloaded as docs/DESIGN.md
+    ("Script reloading") says."""
 
     def __init__(
         self,

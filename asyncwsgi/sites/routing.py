@@ -61,10 +61,16 @@ class Routes(Generic[T]):
         return found
 
     def vhost_for(self, local: tuple[str, int] | None, host: str) -> VirtualHost | None:
+        """The virtual host that answers (None: the main server), for ``host`` already
+        normalised by :func:`host_name`."""
+        entry = self._entry(local, host)
+        return None if entry is None else entry[0]
+
+    def _entry(
+        self, local: tuple[str, int] | None, host: str
+    ) -> tuple[VirtualHost, list[tuple[str, T]]] | None:
         candidates = self._candidates(local)
-        if not candidates:
-            return None
-        return _by_name(candidates, host)[0]
+        return _by_name(candidates, host) if candidates else None
 
     def _candidates(
         self, local: tuple[str, int] | None
@@ -88,10 +94,8 @@ class Routes(Generic[T]):
         ]
 
     def _choose(self, local: tuple[str, int] | None, host: str) -> list[tuple[str, T]]:
-        candidates = self._candidates(local)
-        if not candidates:
-            return self._main
-        return _by_name(candidates, host)[1]
+        entry = self._entry(local, host)
+        return self._main if entry is None else entry[1]
 
 
 def _by_name(

@@ -1,5 +1,5 @@
 """Daemon mode end to end: ``python -m asyncwsgi SCRIPT --mode daemon`` with real daemon
-processes, over real sockets (DESIGN.md section 1, daemon mode; section 5).
+processes, over real sockets (docs/DESIGN.md, "Daemon mode").
 
 The application under test is a script written into ``tmp_path`` (``SCRIPT`` below), so a
 test can rewrite it. Its ``/`` answers ``"VERSION PID"``: which code and which process

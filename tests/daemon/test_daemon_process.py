@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,7 +30,10 @@ from asyncwsgi.daemon.process import (
     EXIT_BOOT_FAILED,
     EXIT_OK,
     EXIT_PROTOCOL_ERROR,
+    EXIT_USAGE,
+    DaemonSpec,
     command,
+    read_spec,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -258,14 +262,16 @@ class Front:
         self.sock.settimeout(TIMEOUT)
         self.stderr_path = tmp_path / f"daemon-{id(self)}.err"
         argv = command(
-            fd=child.fileno(),
-            group=group,
-            generation=generation,
-            threads=threads,
-            app=app,
-            callable=callable,
-            request_window=request_window,
-            multiprocess=multiprocess,
+            DaemonSpec(
+                fd=child.fileno(),
+                group=group,
+                generation=generation,
+                threads=threads,
+                app=app,
+                callable=callable,
+                request_window=request_window,
+                multiprocess=multiprocess,
+            )
         )
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
@@ -425,13 +431,36 @@ def wait_for_file(path: Path, timeout: float = TIMEOUT) -> None:
 
 
 def test_command_line_round_trips() -> None:
-    argv = command(fd=7, group="g", generation=3, threads=2, app="/srv/app.wsgi")
+    spec = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="/srv/app.wsgi")
+    argv = command(spec)
     assert argv[1:3] == ["-m", "asyncwsgi.daemon.process"]
-    assert argv[-2:] == ["--", "/srv/app.wsgi"]
-    assert "--multiprocess" in argv
-    assert "--multiprocess" not in command(
-        fd=7, group="g", generation=3, threads=2, app="m:a", multiprocess=False
+    assert read_spec(argv[3:]) == spec
+    other = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="m:a", multiprocess=False)
+    assert read_spec(command(other)[3:]) == other
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["{}"], ["not json"], ['{"fd": 7}'], ["a", "b"]],
+)
+def test_a_bad_spec_is_refused(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
+        read_spec(argv)
+
+
+def test_spec_values_are_checked() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        DaemonSpec(fd=7, group="g", generation=1, threads=0, app="m:a")
+    with pytest.raises(ValueError, match="log_level"):
+        DaemonSpec(fd=7, group="g", generation=1, threads=1, app="m:a", log_level="loud")
+
+
+def test_started_by_hand_it_says_how_it_is_started() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "asyncwsgi.daemon.process"], capture_output=True, text=True
     )
+    assert done.returncode == EXIT_USAGE
+    assert "started by the server" in done.stderr
 
 
 def test_hello_after_import_with_the_right_fields(front: Callable[..., Front]) -> None:

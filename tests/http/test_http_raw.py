@@ -1,4 +1,5 @@
-"""Raw-socket tests of the HTTP/1.1 layer against the real server (DESIGN.md section 3).
+"""Raw-socket tests of the HTTP/1.1 layer against the real server (docs/DESIGN.md,
+"The request path").
 
 Every test talks bytes to ``python -m asyncwsgi tests/apps/http_echo.wsgi`` so that
 framing, pipelining, limits and timeouts are checked on the wire, not through a client

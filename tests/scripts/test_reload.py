@@ -1,4 +1,4 @@
-"""Script reloading end to end (DESIGN.md section 1, embedded mode).
+"""Script reloading end to end (docs/DESIGN.md, "Script reloading", embedded mode).
 
 Every test writes a real WSGI script into ``tmp_path``, starts ``python -m asyncwsgi`` on
 it, edits the file and checks what the very next requests are served by. Each script

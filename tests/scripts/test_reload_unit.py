@@ -1,4 +1,5 @@
-"""ScriptSource in-process: the per-tick stat cache and the reload rules (DESIGN.md section 1).
+"""ScriptSource in-process: the per-tick stat cache and the reload rules (docs/DESIGN.md,
+"Script reloading").
 
 ``ticket()`` runs on the event loop, so the tests that take tickets are ``async``;
 ``resolve()`` runs on worker threads, so the tests call it from plain threads.
