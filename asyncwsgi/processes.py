@@ -263,7 +263,8 @@ class ProcessGroup:
                 self._retire(child)
         if not self.children:
             return
-        self._all_exited = asyncio.Event()
+        if self._all_exited is None:  # a second close() waits on the same event
+            self._all_exited = asyncio.Event()
         limit = self.graceful_timeout + self.shutdown_timeout + 1.0
         try:
             await asyncio.wait_for(
@@ -327,7 +328,8 @@ class ProcessGroup:
         if child.state in (ChildState.RETIRING, ChildState.EXITED):
             return
         child.state = ChildState.RETIRING
-        if child.stale and not self.closing:
+        if child.stale and not self.closing and not self.failed:
+            # Replaced; not retired because the group failed (nothing replaces it then).
             self.restarts += 1
         for timer in child._timers:
             timer.cancel()
@@ -458,14 +460,15 @@ class ProcessGroup:
             self._hold_until = time.monotonic() + delay
             if self._started is not None and self._crashes >= 3:
                 self._fail(f"process {child.pid} died while starting ({describe_status(status)})")
-            logger.error(
-                "%s: process %d died (%s)%s; starting a replacement%s",
-                self.label,
-                child.pid,
-                describe_status(status),
-                " while starting" if previous is ChildState.STARTING else "",
-                f" in {delay:g} s" if delay else "",
-            )
+            else:
+                logger.error(
+                    "%s: process %d died (%s)%s; starting a replacement%s",
+                    self.label,
+                    child.pid,
+                    describe_status(status),
+                    " while starting" if previous is ChildState.STARTING else "",
+                    f" in {delay:g} s" if delay else "",
+                )
         if self._all_exited is not None and not self.children:
             self._all_exited.set()
         self._reconcile()
