@@ -214,7 +214,9 @@ def network_list(value: str) -> None:
 
 
 def mount_point(value: str) -> None:
-    if value and (not value.startswith("/") or value == "/"):
+    if value == "/":
+        raise ValueError("'/' is the root: leave it empty")
+    if value and not value.startswith("/"):
         raise ValueError(f"{value!r} must start with '/' (or be empty)")
 
 

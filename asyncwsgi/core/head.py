@@ -25,7 +25,9 @@ def status_allows_body(status_code: int) -> bool:
 def content_length(value: str, current: int = -1) -> int:
     """The length a ``Content-Length`` value gives, after an earlier one (``current``,
     -1 for none): ``ValueError`` unless it is 1*DIGIT and agrees with the earlier one."""
-    digits = value.strip()
+    # Only the blanks HTTP allows around a value: str.strip() would also take \v, \f or
+    # \x1c, and the value goes on the wire as the application gave it.
+    digits = value.strip(" \t")
     # int() would also take "+5", "1_000" or non-ASCII digits; HTTP takes 1*DIGIT.
     if not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"invalid Content-Length header {value!r}")
@@ -48,7 +50,8 @@ def wants_close(value: str) -> bool:
 def check_status(status: str) -> None:
     if type(status) is not str:
         raise TypeError(f"status must be a str, not {type(status).__name__}")
-    if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+    # isascii(): str.isdigit() is also true for "²" or "٢", which int() then refuses.
+    if len(status) < 4 or not (status[:3].isascii() and status[:3].isdigit()) or status[3] != " ":
         raise ValueError(f"status must look like '200 OK', not {status!r}")
     if "\n" in status or "\r" in status or "\0" in status:
         raise ValueError(f"control character in status {status!r}")
