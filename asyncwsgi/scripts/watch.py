@@ -106,9 +106,9 @@ class FileWatch:
         the answer; while one look runs, requests start none."""
         if self._busy:
             return
-        self._busy = True
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(executor, look, self.ticket())
+        future = loop.run_in_executor(executor, look, self.ticket())  # raises if shut down
+        self._busy = True
         future.add_done_callback(self._looked)
 
     def _looked(self, future: asyncio.Future[object]) -> None:
