@@ -426,8 +426,8 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
             else ""
         ),
         "",
-        "Targets for asyncwsgi (docs/DESIGN.md, "Performance"): 0 failed, no gap over 20 ms, new code "
-        "within 5 ms (embedded) / within one process start (daemon).",
+        "Targets for asyncwsgi (docs/DESIGN.md, Performance): 0 failed, no gap over 20 ms, "
+        "new code within 5 ms (embedded) / within one process start (daemon).",
     ]
     if meta.get("process_start_ms") is not None:
         lines += [

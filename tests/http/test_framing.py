@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from asyncwsgi.core.head import status_allows_body
 from asyncwsgi.http.framing import (
     CHUNKED,
     LAST_CHUNK,
@@ -14,7 +15,6 @@ from asyncwsgi.http.framing import (
     build_head,
     chunk,
     simple_response,
-    status_allows_body,
 )
 
 SERVER = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nServer: asyncwsgi\r\n"
