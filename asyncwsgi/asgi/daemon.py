@@ -81,10 +81,12 @@ class AsgiFrontBody(RequestBody):
             self.go.set()
 
     def feed_message(self, data: bytes, more: bool) -> None:
-        if self.feed(data):
-            self.room.clear()
+        self.feed(data)
         if not more:
             self.feed_eof()
+
+    def _paused(self) -> None:
+        self.room.clear()
 
     def _continue(self) -> None:
         # ASGI hosts send "100 Continue" themselves on the first receive().

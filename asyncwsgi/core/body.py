@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from asyncwsgi.errors import ClientDisconnected
 
-# How long a worker waits for the client to send more of the body before it gives up.
-# A client that stops is normally caught sooner by the server's body timeout; this only
-# bounds a producer that never answers at all.
+# How long a worker waits for the other side (more of the body, or room to send) before
+# it gives up. A client that stops is normally caught sooner by the server's timeouts;
+# this only bounds a peer that never answers at all.
 IO_WAIT = 60.0
 
 
@@ -65,7 +65,11 @@ class RequestBody:
     # -- producer side -----------------------------------------------------------------
 
     def feed(self, data: bytes) -> bool:
-        """Add body bytes; True when the buffer is over ``high_water`` (stop feeding)."""
+        """Add body bytes; True when the buffer is over ``high_water`` (stop feeding).
+
+        :meth:`_paused` is told before the listener runs: a listener on the loop may take
+        the buffer down again at once, and its "drained" must come after the pause.
+        """
         with self._cond:
             if data:
                 self._chunks.append(data)
@@ -75,6 +79,7 @@ class RequestBody:
             full = self._size > self._high_water
             if full:
                 self.paused = True
+                self._paused()
             self._cond.notify()
         if self.listener is not None:
             self.listener()
@@ -195,6 +200,11 @@ class RequestBody:
 
     def _fed(self, size: int) -> None:
         """Producer side, lock held: ``size`` bytes arrived."""
+
+    def _paused(self) -> None:
+        """Producer side, lock held: the buffer is over ``high_water``; stop feeding until
+        :meth:`_drained`. Told on every feed that leaves it over, so a resume that came in
+        between is undone."""
 
     def _consumed(self, size: int) -> None:
         """Consumer side, lock held: ``size`` bytes were taken."""

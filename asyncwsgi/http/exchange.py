@@ -63,6 +63,9 @@ class HttpBody(RequestBody):
         if not protocol.disconnected:
             protocol.transport.write(CONTINUE)
 
+    def _paused(self) -> None:
+        self._protocol.pause_body()
+
     def _first_read(self) -> None:
         self._protocol.post_io(_loop_send_continue, self._protocol, None)
 

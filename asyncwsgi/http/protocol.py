@@ -258,8 +258,7 @@ class HttpProtocol(asyncio.Protocol):
             # connection, or more of a body nobody will read.
             body.received += len(data)
             return
-        if body.feed(data):
-            self._set_pause(body=True)
+        body.feed(data)  # over its buffer, it pauses reading (pause_body)
 
     def on_message_complete(self) -> None:
         exchange = self._parsing
@@ -459,6 +458,10 @@ class HttpProtocol(asyncio.Protocol):
             self._release_fd()
         if not already:
             self.transport.abort()
+
+    def pause_body(self) -> None:
+        """Loop side: the request body's buffer is full; read no more until it drains."""
+        self._set_pause(body=True)
 
     def resume_body(self) -> None:
         """Loop side: the application took enough of the request body; read on."""

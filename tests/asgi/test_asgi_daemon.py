@@ -177,3 +177,56 @@ def test_under_uvicorn_over_a_socket(tmp_path: Path) -> None:
         time.sleep(0.05)
     out = subprocess.run(["pgrep", "-f", "asyncwsgi: daemon uvhost"], capture_output=True)
     assert not out.stdout.strip(), "daemon processes outlived the host"
+
+
+async def test_a_body_in_several_messages_larger_than_the_buffer_arrives_whole(
+    tmp_path: Path,
+) -> None:
+    # The first message alone is over the front's 256 KiB buffer and more follow: the
+    # front must stop calling receive() while the daemon catches up, then go on (a pause
+    # announced after the daemon had already drained the buffer once stalled it).
+    script = tmp_path / "app.wsgi"
+    script.write_text(
+        "def application(environ, start_response):\n"
+        "    data = environ['wsgi.input'].read()\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [str(len(data)).encode()]\n"
+    )
+    app = WSGIApp(str(script), daemon={"processes": 1, "threads": 2})
+    parts = [b"x" * 300_000, b"y" * 1000, b"z" * 1000]
+    asked = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal asked
+        asked += 1
+        if parts:
+            body = parts.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(parts)}
+        await asyncio.Event().wait()  # the client stays; the app answers first
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "http_version": "1.1",
+        "headers": [(b"host", b"t"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "root_path": "",
+    }
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 20)
+    finally:
+        await app.aclose()
+    assert asked == 4 and not parts
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"302000"  # type: ignore[misc]

@@ -483,3 +483,22 @@ def test_interleaved_feeds_reads_and_takes_keep_order(
     got += read_all(body)
     assert got == sent
     assert body.received == len(sent)
+
+
+def test_a_listener_that_drains_inside_feed_sees_the_pause_before_the_drain() -> None:
+    # A consumer on the loop may take the buffer down from inside feed() (its listener):
+    # the pause must be announced before, so that the drain that follows undoes it.
+    events: list[str] = []
+
+    class Body(RequestBody):
+        def _paused(self) -> None:
+            events.append("paused")
+
+        def _drained(self, *, loop_side: bool) -> None:
+            events.append("drained")
+
+    body = Body(100)
+    body.listener = lambda: events.append("listener") or (body.take(1000) and None)
+    assert body.feed(b"x" * 150) is True
+    assert events == ["paused", "listener", "drained"]
+    assert not body.paused and body.buffered == 0
