@@ -280,6 +280,12 @@ class Config(ProcessSettings):
         return Config.build(**{**current, **options})
 
 
+def default(name: str) -> Any:
+    """The default of a :class:`Config` setting, for code that takes it as an argument's
+    default (``WSGIApp(callable=...)``) or passes it on (a daemon's spec)."""
+    return settings.entry(Config, name).default
+
+
 def check_setting(name: str, value: object, *, prefix: str = "") -> None:
     """Check one value of a :class:`Config` setting on its own (for ``WSGIApp(...)``);
     ``ConfigError`` naming it, after ``prefix``."""

@@ -337,6 +337,25 @@ def test_build_with_defaults() -> None:
     for e in table(Config):
         if e.name != "app":
             assert getattr(config, e.name) == e.default, e.name
+    # The defaults the README documents, pinned here so a change to one is deliberate.
+    documented = {
+        "threads": 8,
+        "graceful_timeout": 30.0,
+        "keep_alive_timeout": 5.0,
+        "header_timeout": 10.0,
+        "body_timeout": 20.0,
+        "send_timeout": 60.0,
+        "limit_request_body": 1 << 30,
+        "max_connections": 4096,
+        "backlog": 2048,
+        "script_reloading": True,
+        "callable": "application",
+        "mode": "embedded",
+        "processes": 1,
+        "shutdown_timeout": 5.0,
+    }
+    assert {name: getattr(config, name) for name in documented} == documented
+    assert [str(b) for b in config.bind] == ["127.0.0.1:8000"]
 
 
 def test_check_values_names_the_setting() -> None:
@@ -477,7 +496,10 @@ def test_the_refused_settings_are_exactly_those_marked() -> None:
 
 def test_a_site_with_the_default_values_given_is_fine() -> None:
     # Only a value other than the default is refused, however it was given.
-    Config.build(site=empty_site(), mode="embedded", processes=1, group="default", root_path="")
+    config = Config.build(
+        site=empty_site(), mode="embedded", processes=1, group="default", root_path=""
+    )
+    assert config.site is not None and (config.mode, config.processes) == ("embedded", 1)
 
 
 # -- ProcessSettings -----------------------------------------------------------------------

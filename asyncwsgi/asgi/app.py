@@ -23,12 +23,12 @@ from asyncwsgi.asgi.daemon import AsgiLoopExchange, daemon_settings
 from asyncwsgi.asgi.exchange import AsgiExchange
 from asyncwsgi.asgi.links import AnyioLink, AsyncioLink, asyncio_spawn
 from asyncwsgi.asgi.scope import Receive, Scope, Send
-from asyncwsgi.config import Config, check_setting
+from asyncwsgi.config import check_setting, default
+from asyncwsgi.core.head import INTERNAL_ERROR
 from asyncwsgi.daemon.runner import DaemonRunner
 from asyncwsgi.errors import ClientDisconnected, ConfigError, ScriptLoadError
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
-from asyncwsgi.settings import entry
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.response import FileWrapper, call_application
@@ -36,9 +36,9 @@ from asyncwsgi.wsgi.types import AppSource, Environ, WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
 
-_ERROR_500 = b"Internal Server Error\n"
 # The server's own default (see the settings table in asyncwsgi.config).
-DEFAULT_THREADS: int = entry(Config, "threads").default
+DEFAULT_THREADS: int = default("threads")
+DEFAULT_CALLABLE: str = default("callable")
 
 
 class WSGIApp:
@@ -56,7 +56,7 @@ class WSGIApp:
         *,
         script_reloading: bool = True,
         threads: int = DEFAULT_THREADS,
-        callable: str = "application",
+        callable: str = DEFAULT_CALLABLE,
         daemon: object = None,
     ) -> None:
         check_setting("script_reloading", script_reloading)
@@ -273,7 +273,7 @@ class WSGIApp:
             try:
                 app = self.source.resolve(ticket)
             except ScriptLoadError:
-                exchange.send_error("500 Internal Server Error", _ERROR_500)
+                exchange.send_error("500 Internal Server Error", INTERNAL_ERROR)
                 return
             environ = build_environ(exchange, self._base)
             # The ASGI scope, for applications that need what only it has (as a2wsgi).

@@ -26,19 +26,18 @@ from asyncwsgi.asgi.scope import (
     fill_request,
     response_start,
 )
-from asyncwsgi.config import ProcessSettings, check_setting
+from asyncwsgi.config import ProcessSettings, check_setting, default
 from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import LoopExchange
+from asyncwsgi.core.head import INTERNAL_ERROR, PLAIN_TEXT, content_length
 from asyncwsgi.errors import ClientDisconnected, ConfigError
 from asyncwsgi.settings import table
 
 logger = logging.getLogger("asyncwsgi.error")
 
-_ERROR_500 = b"Internal Server Error\n"
-
 
 # Settings of the server's that daemon= takes besides the process settings.
-_DAEMON_EXTRA = {"group": "wsgiapp", "log_level": "info"}
+_DAEMON_EXTRA = {"group": "wsgiapp", "log_level": default("log_level")}
 
 
 def daemon_settings(daemon: object, threads: int) -> tuple[ProcessSettings, str, str]:
@@ -60,11 +59,24 @@ def daemon_settings(daemon: object, threads: int) -> tuple[ProcessSettings, str,
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise ConfigError(f"daemon: unknown setting {unknown[0]!r}")
+    if isinstance(options.get("log_level"), str):
+        options["log_level"] = options["log_level"].lower()  # as the daemons' own logging
     for name, value in options.items():
         check_setting(name, value, prefix="daemon: ")
     extra = {name: options.pop(name, default) for name, default in _DAEMON_EXTRA.items()}
     settings = ProcessSettings(**{"threads": threads, **options})
     return settings, extra["group"], extra["log_level"]
+
+
+def body_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The Content-Length the host passed on (it framed the body by it), else -1."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return content_length(value.decode("latin-1"))
+            except ValueError:
+                return -1
+    return -1
 
 
 class AsgiFrontBody(RequestBody):
@@ -108,11 +120,7 @@ class AsgiLoopExchange(LoopExchange):
         "_queued",
         "_send",
         "_wake",
-        "body",
-        "body_length",
         "done",
-        "finished",
-        "listener",
         "scope",
     )
 
@@ -124,10 +132,7 @@ class AsgiLoopExchange(LoopExchange):
         self.body = None
         self.body_length = 0
         if expects_body(self.headers, self.http_version):
-            self.body_length = -1
-            for name, value in self.headers:
-                if name == b"content-length" and value.strip().isdigit():
-                    self.body_length = int(value)
+            self.body_length = body_length(self.headers)
             self.body = AsgiFrontBody(expects_continue(self.headers))
         self.listener: Callable[[], None] | None = None
         self.finished = False  # the last message is queued
@@ -172,7 +177,7 @@ class AsgiLoopExchange(LoopExchange):
             )
         except ValueError as exc:
             logger.error("bad response from the daemon for %s: %s", self.method, exc)
-            self.loop_send_error("500 Internal Server Error", _ERROR_500)
+            self.loop_send_error("500 Internal Server Error", INTERNAL_ERROR)
             return
         self._head = True
         self._queue(start)
@@ -193,9 +198,7 @@ class AsgiLoopExchange(LoopExchange):
         if self._head:
             self.loop_abort()
             return
-        self.loop_respond(
-            status, [("Content-Type", "text/plain; charset=utf-8")], message, final=True
-        )
+        self.loop_respond(status, PLAIN_TEXT, message, final=True)
 
     def loop_abort(self) -> None:
         if not self.finished:

@@ -36,8 +36,9 @@ from asyncwsgi.asgi.scope import (
     fill_request,
     response_start,
 )
-from asyncwsgi.core.body import RequestBody
+from asyncwsgi.core.body import IO_WAIT, RequestBody
 from asyncwsgi.core.exchange import Exchange
+from asyncwsgi.core.head import PLAIN_TEXT
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -51,9 +52,6 @@ MESSAGE_COST = 512
 # Request body read ahead of the application before we stop calling receive(); the host
 # then stops reading from the socket, and the client is held back.
 BODY_BUFFER = 256 * 1024
-# How long a worker waits for the host to take response bytes. Disconnects wake it at
-# once; this only bounds a host that never answers at all.
-_IO_WAIT = 60.0
 _FILE_BLOCK = 64 * 1024
 
 
@@ -229,8 +227,7 @@ class AsgiExchange(Exchange):
         if self._started:
             self.abort()
             return
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
-        self.respond(status, headers, message, final=True)
+        self.respond(status, PLAIN_TEXT, message, final=True)
 
     def abort(self) -> None:
         """End the response where it stands; the host closes the connection."""
@@ -307,7 +304,7 @@ class AsgiExchange(Exchange):
         waiter = self._writer
         if waiter is None:
             waiter = self._writer = threading.Event()
-        deadline = time.monotonic() + _IO_WAIT
+        deadline = time.monotonic() + IO_WAIT
         while True:
             waiter.clear()
             if self.disconnected:

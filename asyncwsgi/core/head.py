@@ -17,6 +17,11 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
+# The body and headers of the answers the server makes itself (500, 503, ...).
+INTERNAL_ERROR = b"Internal Server Error\n"
+PLAIN_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+
+
 def status_allows_body(status_code: int) -> bool:
     """1xx, 204 and 304 responses have no body."""
     return not (100 <= status_code < 200 or status_code in (204, 304))

@@ -39,6 +39,8 @@ from typing import Final
 
 import setproctitle
 
+from asyncwsgi import config
+from asyncwsgi.core.head import INTERNAL_ERROR
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.stream import DaemonStream
 from asyncwsgi.errors import (
@@ -83,7 +85,6 @@ _RECV_SIZE: Final = 256 * 1024
 _COPY_LIMIT: Final = 64 * 1024
 _IOV_MAX: Final = 512
 _U32_MAX: Final = 0xFFFFFFFF
-_LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 
 # Events for the main thread.
 _TERM: Final = "SIGTERM"
@@ -378,7 +379,7 @@ class Daemon:
                 self._trust.apply(environ)
         except Exception:
             logger.exception("cannot build the environ of %s %r", stream.method, stream.path)
-            stream.send_error("500 Internal Server Error", b"Internal Server Error\n")
+            stream.send_error("500 Internal Server Error", INTERNAL_ERROR)
             return None
         return environ
 
@@ -398,9 +399,10 @@ class DaemonSpec:
     generation: int
     threads: int
     app: str  # an absolute script path or package.module:attr
-    callable: str = "application"
-    forwarded_allow_ips: str = "127.0.0.1,::1"
-    log_level: str = "info"
+    # The settings of the same names; their defaults are the settings table's.
+    callable: str = config.default("callable")
+    forwarded_allow_ips: str = config.default("forwarded_allow_ips")
+    log_level: str = config.default("log_level")
     multiprocess: bool = True
     request_window: int = DEFAULT_REQUEST_WINDOW
     title: str = ""  # the process title; default "asyncwsgi: daemon GROUP"
@@ -410,8 +412,8 @@ class DaemonSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _U32_MAX:
                 raise ValueError(f"{name} must be 1..{_U32_MAX}, not {value!r}")
-        if self.log_level not in _LOG_LEVELS:
-            raise ValueError(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
+        if self.log_level not in config.LOG_LEVELS:
+            raise ValueError(f"log_level {self.log_level!r} is not one of {config.LOG_LEVELS}")
 
 
 def command(spec: DaemonSpec) -> list[str]:

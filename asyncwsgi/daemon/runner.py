@@ -46,11 +46,11 @@ class DaemonRunner:
         app: str,
         group: str,
         settings: ProcessSettings,
-        callable_name: str = "application",
-        script_reloading: bool = True,
+        callable_name: str,
+        script_reloading: bool,
+        forwarded_allow_ips: str,
+        log_level: str,
         script_name: str = "",
-        forwarded_allow_ips: str = "127.0.0.1,::1",
-        log_level: str = "info",
         title: str = "",
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
@@ -152,7 +152,7 @@ class DaemonRunner:
             link.fail_all()
             link.close()
 
-    # -- ApplicationRunner -------------------------------------------------------------
+    # -- the runner interface (asyncwsgi.server.runners.Runner) -------------------------
 
     def submit(self, exchange: LoopExchange) -> None:
         if self.script_reloading:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from asyncwsgi.core.body import IO_WAIT, RequestBody
 from asyncwsgi.core.exchange import Exchange
-from asyncwsgi.core.head import content_length, status_allows_body
+from asyncwsgi.core.head import PLAIN_TEXT, content_length, status_allows_body
 from asyncwsgi.daemon import wire
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, RequestBodyTooLarge
 
@@ -32,7 +32,6 @@ _MAX_CHUNK: Final = 256 * 1024
 # Below this a body frame is copied behind its header and sent with one sendall; above,
 # sendmsg sends header and data without the copy.
 _COPY_LIMIT: Final = 64 * 1024
-_ERROR_HEADERS: Final = [("Content-Type", "text/plain; charset=utf-8")]
 _BODY_ERRORS: Final[dict[wire.BodyErrorReason, tuple[type[OSError], str]]] = {
     wire.BodyErrorReason.DISCONNECTED: (ClientDisconnected, "client disconnected"),
     wire.BodyErrorReason.MALFORMED: (BadRequestBody, "malformed request body"),
@@ -246,7 +245,7 @@ class DaemonStream(Exchange):
             self.send(wire.encode_response_abort(self.id, wire.AbortReason.CANCELLED), True)
             return
         frame = wire.encode_response_head(
-            self.id, status, _ERROR_HEADERS, message, final=True, server_error=True
+            self.id, status, PLAIN_TEXT, message, final=True, server_error=True
         )
         self._head_sent = True
         self._allowed = False

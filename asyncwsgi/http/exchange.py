@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import ServerExchange
+from asyncwsgi.core.head import PLAIN_TEXT
 from asyncwsgi.errors import ClientDisconnected
 from asyncwsgi.http.framing import (
     CHUNKED,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncwsgi.error")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_PLAIN = [("Content-Type", "text/plain; charset=utf-8")]
 
 
 class HttpBody(RequestBody):
@@ -108,14 +108,10 @@ class HttpExchange(ServerExchange):
         "_protocol",
         "_state",
         "_waiter",
-        "body",
-        "body_length",
         "body_sent",
         "error_status",
-        "finished",
         "head",
         "keep_alive",
-        "listener",
         "posted",
         "started",
         "written",
@@ -232,7 +228,7 @@ class HttpExchange(ServerExchange):
             self.abort()
             return
         status, message = self._error_answer(status, message)
-        self.respond(status, _PLAIN, message, final=True)
+        self.respond(status, PLAIN_TEXT, message, final=True)
 
     def abort(self) -> None:
         if not self.finished:
@@ -428,7 +424,7 @@ class HttpExchange(ServerExchange):
             self.loop_abort()
             return
         status, message = self._error_answer(status, message)
-        self.loop_respond(status, _PLAIN, message, final=True)
+        self.loop_respond(status, PLAIN_TEXT, message, final=True)
 
     def loop_abort(self) -> None:
         if not self.finished:

@@ -33,21 +33,25 @@ class ApplicationRunner(Protocol):
     def submit(self, exchange: HttpExchange) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class HttpLimits:
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    limit_request_body: int = 1 << 30
-    keep_alive_timeout: float = 5.0
-    header_timeout: float = 10.0
+    """The limits of the HTTP layer. Those without a default are the server's settings of
+    the same name (``asyncwsgi.config``; the server copies them, ``http/`` does not read
+    the config); the others are this layer's own."""
+
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_body: int
+    keep_alive_timeout: float
+    header_timeout: float
     # A client that takes no response bytes for this long is dropped.
-    send_timeout: float = 60.0
+    send_timeout: float
     # A request body must keep coming: within this many seconds, plus one second per
     # ``body_min_rate`` bytes received (never more than this far ahead); else 408.
-    body_timeout: float = 20.0
+    body_timeout: float
+    max_connections: int
     body_min_rate: int = 500
-    max_connections: int = 4096
     # Body bytes buffered per request before reading from the socket pauses.
     body_buffer: int = 256 * 1024
     # Response bytes queued per connection before a writing worker thread blocks.

@@ -46,7 +46,8 @@ class Host:
         raise NotImplementedError
 
     async def abandon(self) -> None:
-        """Undo a ``start()`` that failed: nothing was served, so nothing is logged."""
+        """Undo a ``start()`` that failed: nothing was served, so no stop line is logged
+        (only threads or processes that will not stop, if any)."""
         raise NotImplementedError
 
     async def shutdown(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.core.exchange import ServerExchange
 from asyncwsgi.daemon.runner import DaemonRunner
+from asyncwsgi.http.state import ApplicationRunner
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.sites.runner import SiteRunner
@@ -29,12 +30,11 @@ from asyncwsgi.wsgi.runner import WSGIRunner
 logger = logging.getLogger("asyncwsgi.error")
 
 
-class Runner(Protocol):
-    """What a server needs of the application side, whatever the mode."""
+class Runner(ApplicationRunner, Protocol):
+    """What a server needs of the application side, whatever the mode: what the HTTP
+    layer needs (``submit``), and a lifecycle."""
 
-    def submit(self, exchange: ServerExchange) -> None:
-        """Event loop: answer this request (must not block)."""
-        ...
+    def submit(self, exchange: ServerExchange) -> None: ...
 
     async def start(self) -> None:
         """Before anything listens: have the application ready (daemon groups READY).

@@ -1,6 +1,6 @@
 """A site from a config file, running: its mounts, their runners and their .htaccess.
 
-Wiring, like ``server.py``. Routing runs on the event loop thread; the stat and read of a
+Wiring, like ``asyncwsgi.server``. Routing runs on the event loop thread; the stat and read of a
 .htaccess file run on a worker thread (embedded mounts) or a helper thread (daemon
 mounts).
 
@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.core.exchange import ServerExchange
+from asyncwsgi.core.head import INTERNAL_ERROR
 from asyncwsgi.daemon.runner import DaemonRunner
 from asyncwsgi.errors import ConfigError, ScriptLoadError
 from asyncwsgi.scripts.reloader import ScriptSource
@@ -50,7 +51,6 @@ logger = logging.getLogger("asyncwsgi.error")
 
 _NOT_FOUND = b"Not Found\n"
 _BAD_PATH = b"Bad Request: '.' or '..' in the path\n"
-_BROKEN = b"Internal Server Error\n"
 
 
 class SiteMount:
@@ -83,7 +83,7 @@ class SiteMount:
         if watch is not None:
             watch.check()
         if self.broken is not None:
-            exchange.loop_send_error("500 Internal Server Error", _BROKEN)
+            exchange.loop_send_error("500 Internal Server Error", INTERNAL_ERROR)
             return
         if self.reloading:
             daemons.check_script()
@@ -284,7 +284,7 @@ class SiteRunner:
         self.mounts.append(site_mount)
         return site_mount
 
-    # -- ApplicationRunner -------------------------------------------------------------
+    # -- the runner interface (asyncwsgi.server.runners.Runner) -------------------------
 
     def submit(self, exchange: ServerExchange) -> None:
         host: bytes | None = None
@@ -395,8 +395,10 @@ class SiteRunner:
                     "htaccess_stats": mount.watch.stat_calls if mount.watch else 0,
                 }
             )
-        groups = {name: runner.group_status() for name, runner in self.groups.items()}
-        return {"mode": "site", "app": self.site.path, "mounts": mounts, "groups": groups}
+        info: dict[str, Any] = {"mode": "site", "app": self.site.path, "mounts": mounts}
+        if self.groups:
+            info["groups"] = {name: r.group_status() for name, r in self.groups.items()}
+        return info
 
     def stop_note(self) -> str:
         htaccess = sum(w.stat_calls for w in self.watches.values())

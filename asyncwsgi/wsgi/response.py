@@ -14,13 +14,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from asyncwsgi.core.exchange import Exchange
-from asyncwsgi.core.head import check_headers, check_status
+from asyncwsgi.core.head import INTERNAL_ERROR, check_headers, check_status
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected
 from asyncwsgi.wsgi.types import Environ, ExcInfo, WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
-
-_ERROR_500 = b"Internal Server Error\n"
 
 
 class FileWrapper:
@@ -185,6 +183,6 @@ def _send_file(response: _Response, wrapper: FileWrapper, exchange: Exchange) ->
 
 def _fail(exchange: Exchange) -> None:
     try:
-        exchange.send_error("500 Internal Server Error", _ERROR_500)
+        exchange.send_error("500 Internal Server Error", INTERNAL_ERROR)
     except ClientDisconnected:
         pass

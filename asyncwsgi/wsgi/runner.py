@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from asyncwsgi.core.exchange import Exchange
+from asyncwsgi.core.head import INTERNAL_ERROR
 from asyncwsgi.errors import ScriptLoadError
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
@@ -45,7 +46,7 @@ class WSGIRunner:
         try:
             app = self._source.resolve(ticket)
         except ScriptLoadError:
-            exchange.send_error("500 Internal Server Error", b"Internal Server Error\n")
+            exchange.send_error("500 Internal Server Error", INTERNAL_ERROR)
             return
         environ = build_environ(exchange, self._base)
         if self._proxy_trust is not None:

@@ -228,6 +228,12 @@ def test_bad_daemon_settings_are_named(daemon: object, match: str) -> None:
         WSGIApp("asgi_wsgi_apps:application", daemon=daemon)
 
 
+def test_daemon_log_level_is_taken_in_any_case() -> None:
+    # The daemons' logging takes "DEBUG" as well as "debug", as it always did.
+    app = WSGIApp("asgi_wsgi_apps:application", daemon={"log_level": "DEBUG"})
+    assert app._daemons is not None and app._daemons.log_level == "debug"
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

@@ -1,6 +1,7 @@
-"""Unit tests of asyncwsgi/daemon/wire.py with byte literals: no sockets, no loop.
+"""Unit tests of the wire package (asyncwsgi/daemon/wire/) with byte literals: no sockets,
+no loop.
 
-The literals were written from the layout table in the module docstring, not copied from
+The literals were written from the layout table in the package docstring, not copied from
 the encoder's output, so they pin the format: a change to any byte is a protocol change.
 """
 

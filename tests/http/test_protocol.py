@@ -16,6 +16,7 @@ The server's timer is stopped at once: timeouts are driven by calling
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +25,12 @@ from typing import Any
 
 import pytest
 
+from asyncwsgi.config import Config
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected
 from asyncwsgi.http.exchange import CONTINUE, HttpExchange
 from asyncwsgi.http.protocol import HttpProtocol
-from asyncwsgi.http.state import HttpLimits, ServerState
+from asyncwsgi.http.state import ServerState
+from asyncwsgi.server.server import http_limits
 
 # How long a condition that should come at once may take: generous, since a busy machine
 # must not fail a correct server; a passing test never waits this long.
@@ -189,9 +192,9 @@ class Harness:
     conns: list[Conn] = field(default_factory=list)
 
     def server(self, runner: Runner, **limits: Any) -> ServerState:
-        state = ServerState(
-            asyncio.get_running_loop(), runner, HttpLimits(**limits), access_log=None
-        )
+        # The server's defaults (from the settings table), with the test's changes.
+        chosen = dataclasses.replace(http_limits(Config.build(app="unused.wsgi")), **limits)
+        state = ServerState(asyncio.get_running_loop(), runner, chosen, access_log=None)
         # Stop the periodic timer (the Date header is already made): the tests call
         # check_deadline() themselves, with the time they choose.
         state.close()
