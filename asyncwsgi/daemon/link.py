@@ -247,13 +247,16 @@ class DaemonLink(asyncio.Protocol):
                     )
                     if last:
                         self._end(stream)
-                    else:
+                    elif not stream.cancelled:
+                        stream.cancelled = True
                         self.send(wire.encode_cancel(stream.id))
 
     def _broken(self, exc: ProtocolError) -> None:
         logger.error(
             "daemon process %d broke the wire protocol (%s); stopping it", self.child.pid, exc
         )
+        # No new request for it: connection_lost, which says so too, comes a tick later.
+        self.ready = False
         self.child.group.kill(self.child)
         if self.transport is not None:
             self.transport.abort()
