@@ -39,6 +39,7 @@ from asyncwsgi.http.framing import (
     Head,
     build_head,
     chunk,
+    log_field,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class HttpBody(RequestBody):
     def _continue(self) -> None:
         protocol = self._protocol
         if not protocol.disconnected:
-            protocol.transport.write(CONTINUE)
+            protocol.write(CONTINUE)
 
     def _paused(self) -> None:
         self._protocol.pause_body()
@@ -81,7 +82,7 @@ def _loop_send_continue(protocol: HttpProtocol, _: object) -> None:
     # posted == executed may write to the socket itself, and must come after them.
     try:
         if not protocol.disconnected:
-            protocol.transport.write(CONTINUE)
+            protocol.write(CONTINUE)
     finally:
         protocol.executed += 1
 
@@ -366,17 +367,19 @@ class HttpExchange(ServerExchange):
         target = self.path + (b"?" + self.query if self.query else b"")
         host = self.client[0] if self.client else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.started))
+        # Everything from the client is escaped: a quote or a newline in it must not
+        # end a field or forge a line.
         log.info(
             '%s - - [%s] "%s %s HTTP/%s" %d %s "%s" "%s"',
             host,
             when,
             self.method,
-            target.decode("latin-1"),
+            log_field(target),
             self.http_version,
             self.head.status_code,
             self.body_sent or "-",
-            referer.decode("latin-1"),
-            user_agent.decode("latin-1"),
+            log_field(referer),
+            log_field(user_agent),
         )
 
     # -- the connection's door (loop side) ---------------------------------------------
@@ -437,7 +440,7 @@ class HttpExchange(ServerExchange):
             self.finished = self.finished or final
             return
         if data:
-            protocol.transport.write(data)
+            protocol.write(data)
         if final:
             self._finishing()
             if self._state.access_log is not None:

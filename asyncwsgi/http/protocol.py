@@ -29,7 +29,7 @@ from asyncwsgi.errors import (
 )
 from asyncwsgi.http.exchange import HttpBody, HttpExchange
 from asyncwsgi.http.framing import simple_response
-from asyncwsgi.http.request import Reject, body_framing, split_target
+from asyncwsgi.http.request import Reject, body_framing, split_target, with_host
 from asyncwsgi.http.state import HttpLimits, ServerState
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -78,9 +78,21 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
-        self.deadline = 0.0  # monotonic time the connection times out at; 0: none
+        # Idle: when the connection closes if no request begins (keep-alive, or the first
+        # request of a new connection); 0: none.
+        self.deadline = 0.0
+        # A request head begun: when it must be complete (header_timeout from its first
+        # byte, whatever else the connection is doing; time we are not reading does not
+        # count); 0: no head in progress.
+        self._head_deadline = 0.0
+        self._head_checked = 0.0
         self._pending_reject: tuple[str, str] | None = None
-        self._linger_left = 0  # bytes still buffered at the last look after close()
+        # The client must take what it is sent: bytes given to the transport, of those
+        # the ones it had taken at the last sign of progress, and since when it has taken
+        # none (send_timeout).
+        self._handed = 0
+        self._taken = 0
+        self._stalled_since = 0.0
         # The request body being read, and when it must have come further (body_timeout).
         self._body_watched: HttpBody | None = None
         self._body_deadline = 0.0
@@ -102,7 +114,12 @@ class HttpProtocol(asyncio.Protocol):
                     "503 Service Unavailable", b"Too many connections\n", b"", close=True
                 )
             )
-            transport.close()
+            # Not one of the server's connections: nobody would watch it, so it may not
+            # linger; a client that does not read the 503 at once loses it.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
             self.disconnected = True
             return
         state.connections.add(self)
@@ -186,8 +203,10 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._header_bytes = 0
-        if self._active is None:
-            self.deadline = time.monotonic() + self.limits.header_timeout
+        now = time.monotonic()
+        self.deadline = 0.0
+        self._head_deadline = now + self.limits.header_timeout
+        self._head_checked = now
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -208,14 +227,24 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_message = False
-        self.deadline = 0.0
+        self.deadline = self._head_deadline = 0.0
         parser = self.parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
+        headers = self._headers
+        # Trailer fields of a chunked body come through on_header too: into a list of
+        # their own, never into the request's headers.
+        self._headers = []
         body_length, expect_continue = body_framing(
-            self._headers, version, self.limits.limit_request_body
+            headers, version, self.limits.limit_request_body
         )
-        path, query = split_target(self._url)
+        path, query, authority = split_target(self._url)
+        if authority is not None:
+            headers = with_host(headers, authority)
+        keep_alive = parser.should_keep_alive()
+        if version == "1.0" and body_length < 0:
+            # RFC 9112 section 6.1: chunked from a 1.0 client is faulty framing; close after.
+            keep_alive = False
         body = HttpBody(self, expect_continue) if body_length else None
         exchange = HttpExchange(
             self,
@@ -223,8 +252,8 @@ class HttpProtocol(asyncio.Protocol):
             path,
             query,
             version,
-            self._headers,
-            parser.should_keep_alive(),
+            headers,
+            keep_alive,
             body,
             body_length,
         )
@@ -276,7 +305,7 @@ class HttpProtocol(asyncio.Protocol):
             self.state.runner.submit(exchange)
         except Exception:
             logger.exception("could not hand a request to the application")
-            self.transport.write(
+            self.write(
                 simple_response(
                     "503 Service Unavailable",
                     b"Service Unavailable\n",
@@ -287,6 +316,11 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
 
     # -- exchange side: what the exchange of a request calls ------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Loop side: give bytes to the transport, counted (send_timeout watches them)."""
+        self._handed += len(data)
+        self.transport.write(data)
 
     def post_io(self, fn: Any, a: Any, b: Any) -> None:
         """Worker side: post a loop callback that writes for this connection."""
@@ -385,7 +419,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             if self.disconnected:
                 return
-            self.transport.write(data)
+            self.write(data)
         finally:
             self.executed += 1  # after the write: see http.exchange._loop_send_continue
         exchange.loop_written(len(data))
@@ -396,7 +430,7 @@ class HttpProtocol(asyncio.Protocol):
             if self.disconnected:
                 return
             if data:
-                self.transport.write(data)
+                self.write(data)
         finally:
             self.executed += 1  # after the write: see http.exchange._loop_send_continue
         self.loop_finished(exchange)
@@ -508,30 +542,66 @@ class HttpProtocol(asyncio.Protocol):
             return
         logger.info("rejecting request from %s: %s (%s)", self._client_text(), status, reason)
         body = status.encode("latin-1") + b"\n"
-        self.transport.write(simple_response(status, body, self.state.server_headers, close=True))
+        self.write(simple_response(status, body, self.state.server_headers, close=True))
         self._close()
 
     def _client_text(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
 
     def check_deadline(self, now: float) -> None:
-        """Called by the server's timer: enforce the header, body and keep-alive
-        timeouts."""
+        """Called by the server's timer: end a connection that has outlived its state's
+        deadline (docs/DESIGN.md, "Limits and timeouts")."""
+        if self.disconnected:
+            return
+        self._check_sending(now)
         parsing = self._parsing
         if parsing is not None and parsing.body is not None and not self.disconnected:
             self._check_body(parsing, parsing.body, now)
+        if self._head_deadline and not self.disconnected:
+            self._check_head(now)
         if self._active is not None or self._queue or self.disconnected:
             return
         if self.state.shutting_down and not self._in_message:
             self._close()
             return
         deadline = self.deadline
-        if deadline and now >= deadline:
+        if deadline and now >= deadline and not self._in_message:
             self.deadline = 0.0
-            if self._in_message:
-                self._reject("408 Request Timeout", "request headers not received in time")
-            else:
-                self._close()
+            self._close()
+
+    def _check_sending(self, now: float) -> None:
+        # In every state: a client that takes none of what it was sent for send_timeout
+        # holds the connection (and the response buffered for it) for nothing.
+        buffered = self.transport.get_write_buffer_size()
+        if not buffered:
+            self._stalled_since = 0.0
+            return
+        taken = self._handed - buffered
+        if taken != self._taken or not self._stalled_since:
+            self._taken = taken
+            self._stalled_since = now
+            return
+        if now - self._stalled_since < self.limits.send_timeout:
+            return
+        logger.info(
+            "%s took none of the last %d byte(s) of its response in %g s; dropping it",
+            self._client_text(),
+            buffered,
+            self.limits.send_timeout,
+        )
+        self.abort_connection()
+
+    def _check_head(self, now: float) -> None:
+        # A head must be complete within header_timeout of its first byte, also when it
+        # began behind a request still being answered; time we do not read is not the
+        # client's.
+        if self._reading_paused:
+            self._head_deadline += now - self._head_checked
+        self._head_checked = now
+        if now < self._head_deadline:
+            return
+        self._head_deadline = 0.0
+        self._reject("408 Request Timeout", "request headers not received in time")
 
     def _check_body(self, exchange: HttpExchange, body: HttpBody, now: float) -> None:
         # As Apache's mod_reqtimeout: a body that stops coming, or trickles in slower than
@@ -593,38 +663,13 @@ class HttpProtocol(asyncio.Protocol):
             self.direct_fd = -1
 
     def _close(self) -> None:
+        # A response still buffered goes on being sent; check_deadline drops a client
+        # that stops taking it (send_timeout).
         self.deadline = 0.0
         with self.lock:
             self._release_fd()
         if not self.disconnected:
             self.transport.close()
-            left = self.transport.get_write_buffer_size()
-            if left:
-                # close() waits for the buffered response to be sent; a client that
-                # never reads it would hold the connection for ever.
-                self._linger_left = left
-                asyncio.get_running_loop().call_later(
-                    self.limits.send_timeout, self._drop_if_stalled
-                )
-
-    def _drop_if_stalled(self) -> None:
-        if self.disconnected:
-            return
-        left = self.transport.get_write_buffer_size()
-        if left and left == self._linger_left:
-            logger.info(
-                "%s took none of the last %d byte(s) of its response in %g s; dropping it",
-                self._client_text(),
-                left,
-                self.limits.send_timeout,
-            )
-            self.transport.abort()
-            return
-        if not left:
-            return  # all sent; connection_lost follows
-        # Still taking bytes: look again later.
-        self._linger_left = left
-        asyncio.get_running_loop().call_later(self.limits.send_timeout, self._drop_if_stalled)
 
     def shutdown(self) -> None:
         """Close now if idle; otherwise after the requests already read are answered."""

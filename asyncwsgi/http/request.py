@@ -7,7 +7,16 @@ The connection (``asyncwsgi.http.protocol``) calls it once a head is complete.
 
 from __future__ import annotations
 
+import re
+
 import httptools
+
+# RFC 3986 host (reg-name, IPv4, or an IP literal in brackets) and an optional port: what
+# a Host header may hold. Anything else ("a b", "user@host", "h/p") reaches no application.
+_HOST = re.compile(
+    rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\])(?::[0-9]*)?"
+)
+_VERSIONS = ("1.0", "1.1")
 
 
 class Reject(Exception):
@@ -26,9 +35,12 @@ def body_framing(
 
     Refused, so that no two parties can read the body differently (request smuggling):
     Content-Length together with Transfer-Encoding, differing Content-Lengths, a
-    transfer coding other than a final chunked; and an HTTP/1.1 request without exactly
-    one Host, an Expect other than 100-continue, a body over the limit.
+    transfer coding other than a final chunked; and an HTTP version other than 1.0 and
+    1.1 (505), an HTTP/1.1 request without exactly one Host, a Host that is not a host
+    and port, an Expect other than 100-continue, a body over the limit.
     """
+    if http_version not in _VERSIONS:
+        raise Reject("505 HTTP Version Not Supported", f"HTTP/{http_version}")
     content_lengths: list[bytes] = []
     transfer_codings: list[bytes] = []
     expect_continue = False
@@ -42,7 +54,10 @@ def body_framing(
         if lname == b"content-length":
             content_lengths.append(value.strip())
         elif lname == b"transfer-encoding":
-            transfer_codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
+            codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
+            if not codings:  # "Transfer-Encoding: ," names no coding: not a framing
+                raise Reject("400 Bad Request", "Transfer-Encoding without a coding")
+            transfer_codings.extend(codings)
         elif lname == b"expect":
             if value.strip().lower() != b"100-continue":
                 raise Reject("417 Expectation Failed", "unsupported Expect header")
@@ -50,6 +65,8 @@ def body_framing(
         elif lname == b"host":
             if has_host:
                 raise Reject("400 Bad Request", "more than one Host header")
+            if not _HOST.fullmatch(value.strip(b" \t")):
+                raise Reject("400 Bad Request", "invalid Host header")
             has_host = True
     chunked = False
     if transfer_codings:
@@ -77,15 +94,33 @@ def body_framing(
     return body_length, expect_continue
 
 
-def split_target(url: bytes) -> tuple[bytes, bytes]:
-    """(path, query) of a request target: origin form, ``*``, or absolute form."""
+def split_target(url: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """(path, query, authority) of a request target: origin form (no authority), ``*``,
+    or absolute form, whose authority wins over the Host header (RFC 9112 section
+    3.2.2). A fragment is no part of the target sent to the application."""
     if url[:1] == b"/":
-        path, _, query = url.partition(b"?")
-        return path.partition(b"#")[0], query
+        path, _, query = url.partition(b"#")[0].partition(b"?")
+        return path, query, None
     if url == b"*":
-        return b"*", b""
+        return b"*", b"", None
+    if url[:1] == b"*":
+        raise Reject("400 Bad Request", "invalid request target")
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
         raise Reject("400 Bad Request", "invalid request target") from None
-    return parsed.path or b"/", parsed.query or b""
+    authority = parsed.host or b""
+    if b":" in authority:  # an IPv6 address: parse_url takes its brackets off
+        authority = b"[" + authority + b"]"
+    if parsed.port is not None:
+        authority += b":%d" % parsed.port
+    if parsed.userinfo or not _HOST.fullmatch(authority):
+        raise Reject("400 Bad Request", "invalid authority in the request target")
+    return parsed.path or b"/", parsed.query or b"", authority
+
+
+def with_host(headers: list[tuple[bytes, bytes]], authority: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers with the target's authority as their one Host."""
+    kept = [(name, value) for name, value in headers if name.lower() != b"host"]
+    kept.append((b"Host", authority))
+    return kept

@@ -219,8 +219,27 @@ def test_check_headers_wants_str_names_and_values(item: Any) -> None:
     ],
 )
 def test_check_headers_rejects_characters_that_split_the_head(item: tuple[str, str]) -> None:
-    with pytest.raises(ValueError, match="invalid character in response header"):
+    # A bad name is refused as "not a token" (it is checked against RFC 9110's token).
+    with pytest.raises(ValueError, match=r"invalid character in response header|not a token"):
         check_headers([("Ok", "fine"), item])
+
+
+@pytest.mark.parametrize("name", ["", "X Test", "X\tY", "Ä", "(X)", "X/Y", "X@Y"])
+def test_check_headers_wants_names_that_are_tokens(name: str) -> None:
+    with pytest.raises(ValueError, match="is not a token"):
+        check_headers([(name, "v")])
+
+
+def test_token_names_pass_once_and_from_the_cache() -> None:
+    names = [("X-Request-Id", "1"), ("Cache-Control", "no-store"), ("a!#$%&'*+-.^_`|~9", "v")]
+    check_headers(names)
+    check_headers(names)  # now from the cache of good names
+
+
+@pytest.mark.parametrize("status", ["000 Zero", "099 Low", "600 High", "999 Nine"])
+def test_check_status_wants_a_code_from_100_to_599(status: str) -> None:
+    with pytest.raises(ValueError, match="is not 100 to 599"):
+        check_status(status)
 
 
 def test_a_colon_in_a_value_is_fine() -> None:

@@ -14,6 +14,7 @@ from asyncwsgi.http.framing import (
     Head,
     build_head,
     chunk,
+    log_field,
     simple_response,
 )
 
@@ -381,3 +382,18 @@ def test_simple_response_empty_body() -> None:
     head_part, sep, body = data.partition(b"\r\n\r\n")
     assert sep and body == b""
     assert b"\r\nContent-Length: 0\r\n" in head_part + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "logged"),
+    [
+        (b"/plain?x=1", "/plain?x=1"),
+        (b'a"b', 'a\\"b'),
+        (b"a\\b", "a\\\\b"),
+        (b'x\n127.0.0.1 - - "GET', 'x\\x0a127.0.0.1 - - \\"GET'),
+        (b"\x00\x1f\x7f\xff", "\\x00\\x1f\\x7f\\xff"),
+        (b"caf\xc3\xa9", "caf\\xc3\\xa9"),
+    ],
+)
+def test_log_field_escapes_as_apache(data: bytes, logged: str) -> None:
+    assert log_field(data) == logged

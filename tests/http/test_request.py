@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from asyncwsgi.http.request import Reject, body_framing, split_target
+from asyncwsgi.http.request import Reject, body_framing, split_target, with_host
 
 HOST = (b"Host", b"example.com")
 LIMIT = 1000
@@ -140,12 +140,6 @@ def test_body_framing_refuses(
     assert (caught.value.status, str(caught.value)) == refusal
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Transfer-Encoding field whose list holds no coding (b',') is ignored, so the "
-    "request is taken to have no body; RFC 9112 6.3 says a request with Transfer-Encoding "
-    "whose final coding is not chunked MUST get 400",
-)
 def test_body_framing_refuses_a_transfer_encoding_without_a_coding() -> None:
     with pytest.raises(Reject) as caught:
         body_framing([HOST, te(b",")], "1.1", LIMIT)
@@ -157,27 +151,36 @@ def test_body_framing_refuses_a_transfer_encoding_without_a_coding() -> None:
 # --------------------------------------------------------------------------------------
 
 TARGETS = [
-    # (request target, (path, query))
-    pytest.param(b"/", (b"/", b""), id="root"),
-    pytest.param(b"/a/b", (b"/a/b", b""), id="path"),
-    pytest.param(b"/a?x=1&y=2", (b"/a", b"x=1&y=2"), id="query"),
-    pytest.param(b"/?", (b"/", b""), id="empty-query"),
-    pytest.param(b"/a?b?c", (b"/a", b"b?c"), id="question-mark-in-query"),
-    pytest.param(b"/a%20b%3F?q=%2F", (b"/a%20b%3F", b"q=%2F"), id="kept-percent-encoded"),
-    pytest.param(b"//x/y", (b"//x/y", b""), id="double-slash-is-a-path"),
-    pytest.param(b"/a#frag", (b"/a", b""), id="fragment-dropped"),
-    pytest.param(b"*", (b"*", b""), id="asterisk"),
-    pytest.param(b"http://example.com/p?q=1", (b"/p", b"q=1"), id="absolute"),
-    pytest.param(b"https://example.com:8443/a/b", (b"/a/b", b""), id="absolute-port"),
-    pytest.param(b"http://example.com", (b"/", b""), id="absolute-no-path"),
-    pytest.param(b"http://example.com?q", (b"/", b"q"), id="absolute-query-no-path"),
-    pytest.param(b"http://user@example.com/x", (b"/x", b""), id="absolute-userinfo"),
-    pytest.param(b"http://example.com/p?q#f", (b"/p", b"q"), id="absolute-fragment"),
+    # (request target, (path, query, authority)); an absolute form's authority wins
+    # over the Host header (RFC 9112 section 3.2.2)
+    pytest.param(b"/", (b"/", b"", None), id="root"),
+    pytest.param(b"/a/b", (b"/a/b", b"", None), id="path"),
+    pytest.param(b"/a?x=1&y=2", (b"/a", b"x=1&y=2", None), id="query"),
+    pytest.param(b"/?", (b"/", b"", None), id="empty-query"),
+    pytest.param(b"/a?b?c", (b"/a", b"b?c", None), id="question-mark-in-query"),
+    pytest.param(b"/a%20b%3F?q=%2F", (b"/a%20b%3F", b"q=%2F", None), id="kept-percent-encoded"),
+    pytest.param(b"//x/y", (b"//x/y", b"", None), id="double-slash-is-a-path"),
+    pytest.param(b"/a#frag", (b"/a", b"", None), id="fragment-dropped"),
+    pytest.param(b"*", (b"*", b"", None), id="asterisk"),
+    pytest.param(b"http://example.com/p?q=1", (b"/p", b"q=1", b"example.com"), id="absolute"),
+    pytest.param(
+        b"https://example.com:8443/a/b",
+        (b"/a/b", b"", b"example.com:8443"),
+        id="absolute-port",
+    ),
+    pytest.param(b"http://example.com", (b"/", b"", b"example.com"), id="absolute-no-path"),
+    pytest.param(
+        b"http://example.com?q", (b"/", b"q", b"example.com"), id="absolute-query-no-path"
+    ),
+    pytest.param(
+        b"http://example.com/p?q#f", (b"/p", b"q", b"example.com"), id="absolute-fragment"
+    ),
+    pytest.param(b"http://[::1]:8080/x", (b"/x", b"", b"[::1]:8080"), id="absolute-ipv6"),
 ]
 
 
 @pytest.mark.parametrize(("target", "expected"), TARGETS)
-def test_split_target(target: bytes, expected: tuple[bytes, bytes]) -> None:
+def test_split_target(target: bytes, expected: tuple[bytes, bytes, bytes | None]) -> None:
     assert split_target(target) == expected
 
 
@@ -198,32 +201,65 @@ def test_split_target_refuses(target: bytes) -> None:
     assert (caught.value.status, str(caught.value)) == (BAD_REQUEST, "invalid request target")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a target that starts with '*' but is not exactly '*' is not refused: "
-    "httptools.parse_url takes it for a path, so the application gets PATH_INFO b'**' "
-    "(or b'*' with a query for b'*?a'), a path without its leading '/'",
-)
 @pytest.mark.parametrize("target", [b"**", b"*x", b"*?a"])
 def test_split_target_refuses_what_only_starts_like_the_asterisk_form(target: bytes) -> None:
-    with pytest.raises(Reject):
+    with pytest.raises(Reject) as caught:
         split_target(target)
+    assert caught.value.status == BAD_REQUEST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in origin form the target is split at '?' before '#', so a fragment stays in "
-    "the query (b'/p?q#f' -> query b'q#f'), and a '?' inside a fragment makes a query "
-    "(b'/a#b?c' -> query b'c'); the absolute form drops the fragment whole",
-)
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        pytest.param(b"/p?q#f", (b"/p", b"q"), id="fragment-after-query"),
-        pytest.param(b"/a#b?c", (b"/a", b""), id="question-mark-in-fragment"),
+        pytest.param(b"/p?q#f", (b"/p", b"q", None), id="fragment-after-query"),
+        pytest.param(b"/a#b?c", (b"/a", b"", None), id="question-mark-in-fragment"),
     ],
 )
 def test_split_target_drops_the_fragment_after_a_query(
-    target: bytes, expected: tuple[bytes, bytes]
+    target: bytes, expected: tuple[bytes, bytes, bytes | None]
 ) -> None:
     assert split_target(target) == expected
+
+
+# -- versions, Host and the absolute form (RFC 9112 sections 2.6, 3.2) ----------------------
+
+
+@pytest.mark.parametrize("version", ["2.0", "0.9", "1.2", "3.0"])
+def test_a_version_other_than_1_0_and_1_1_gets_505(version: str) -> None:
+    with pytest.raises(Reject) as caught:
+        body_framing([HOST], version, LIMIT)
+    assert caught.value.status == "505 HTTP Version Not Supported"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"a b", b"user@host", b"h/p", b"h?x", b"h#f", b"[::1", b"h:80x", b"h\x00", b"h\t:1"],
+)
+def test_a_host_that_is_not_a_host_and_port_gets_400(host: bytes) -> None:
+    with pytest.raises(Reject) as caught:
+        body_framing([(b"Host", host)], "1.1", LIMIT)
+    assert (caught.value.status, str(caught.value)) == (BAD_REQUEST, "invalid Host header")
+
+
+@pytest.mark.parametrize(
+    "host", [b"", b"example.com", b"example.com:8080", b"[::1]:80", b"10.0.0.1", b"x.y."]
+)
+def test_a_host_and_port_is_taken(host: bytes) -> None:
+    assert body_framing([(b"Host", host)], "1.1", LIMIT) == (0, False)
+
+
+@pytest.mark.parametrize(
+    "target", [b"http://user@example.com/x", b"http://user:pw@example.com/", b"http://a b/"]
+)
+def test_an_absolute_form_with_userinfo_or_a_bad_host_is_refused(target: bytes) -> None:
+    with pytest.raises(Reject) as caught:
+        split_target(target)
+    assert caught.value.status == BAD_REQUEST
+
+
+def test_the_targets_authority_replaces_every_host_header() -> None:
+    headers = [(b"Host", b"evil.test"), (b"Accept", b"*/*"), (b"host", b"other")]
+    assert with_host(headers, b"good.test:8080") == [
+        (b"Accept", b"*/*"),
+        (b"Host", b"good.test:8080"),
+    ]

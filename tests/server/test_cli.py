@@ -288,6 +288,21 @@ def test_access_log_line(start_server) -> None:  # type: ignore[no-untyped-def]
     assert lines[0].startswith("127.0.0.1 - - [")
 
 
+def test_access_log_escapes_what_the_client_sent(start_server) -> None:  # type: ignore[no-untyped-def]
+    # A quote would end the field early and bytes that are not printable ASCII could fake
+    # a line: escaped as Apache escapes them.
+    server = start_server(APP, "--access-log")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b'GET /esc HTTP/1.1\r\nHost: t\r\nUser-Agent: a" "b\\c\r\n'
+            b"Referer: caf\xc3\xa9\tx\r\nConnection: close\r\n\r\n"
+        )
+        recv_until_closed(sock)
+    assert server.stop() == 0
+    (line,) = [line for line in server.stdout_lines if "/esc" in line]
+    assert line.endswith('"caf\\xc3\\xa9\\x09x" "a\\" \\"b\\\\c"'), line
+
+
 def test_no_access_log(start_server) -> None:  # type: ignore[no-untyped-def]
     server = start_server(APP)  # the fixture passes --no-access-log
     httpx.get(server.url + "/quiet")
