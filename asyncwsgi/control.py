@@ -8,12 +8,14 @@ Where the socket lives
 ----------------------
 
 The setting ``control_socket`` (``--control-socket``) is a path, ``"none"`` for no control
-socket, or ``""`` for the default place, ``DIR/PID.sock``, where ``DIR`` is
-``$XDG_RUNTIME_DIR/asyncwsgi`` when ``XDG_RUNTIME_DIR`` names a directory, otherwise
-``<tempdir>/asyncwsgi-<uid>`` (``/tmp/asyncwsgi-1000``). ``DIR`` is created with mode 0700
-and refused when another user owns it or others may write to it; the socket itself has mode
-0600. The command finds the socket by ``--control-socket``, else ``$ASYNCWSGI_CONTROL_SOCKET``,
-else the one live socket in ``DIR`` (:func:`find_control_socket`).
+socket, or ``""`` for the default place, ``DIR/PID.sock``, where ``DIR`` is the first of
+``$XDG_RUNTIME_DIR/asyncwsgi`` (when ``XDG_RUNTIME_DIR`` names a directory),
+``~/.cache/asyncwsgi`` and ``<tempdir>/asyncwsgi-<uid>`` that will do. ``DIR`` is created
+with mode 0700 and refused (logged, and the next one tried) when another user owns it or
+others may write to it -- in a shared ``/tmp`` anyone can create ``asyncwsgi-<uid>`` first,
+which is why it comes last. The socket itself has mode 0600. The command finds the socket
+by ``--control-socket``, else ``$ASYNCWSGI_CONTROL_SOCKET``, else the one live socket in
+those directories (:func:`find_control_socket`).
 
 Protocol
 --------
@@ -53,6 +55,7 @@ __all__ = [
     "MAX_REQUEST",
     "ControlError",
     "ControlServer",
+    "control_dirs",
     "default_control_dir",
     "default_control_path",
     "find_control_socket",
@@ -81,11 +84,26 @@ class ControlError(AsyncWSGIError):
 # -- where the socket lives -----------------------------------------------------------------
 
 
-def _control_dir_path() -> str:
+# AF_UNIX path bytes (108 on Linux, the NUL included), and the longest name DIR/PID.sock
+# can add to DIR ("/" + a 7-digit pid + ".sock").
+_SUN_PATH_MAX = 107
+_SOCKET_NAME_MAX = 13
+
+
+def control_dirs() -> list[str]:
+    """Where default control sockets live, best first: ``$XDG_RUNTIME_DIR/asyncwsgi``
+    when it names a directory; ``~/.cache/asyncwsgi``, which no other user can create
+    before us; ``<tempdir>/asyncwsgi-<uid>`` last, as another user could have made it
+    first (then it is refused, and said so)."""
+    dirs = []
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isdir(runtime):
-        return os.path.join(runtime, "asyncwsgi")
-    return os.path.join(tempfile.gettempdir(), f"asyncwsgi-{os.getuid()}")
+        dirs.append(os.path.join(runtime, "asyncwsgi"))
+    home = os.path.expanduser("~")
+    if os.path.isabs(home) and os.path.isdir(home):
+        dirs.append(os.path.join(home, ".cache", "asyncwsgi"))
+    dirs.append(os.path.join(tempfile.gettempdir(), f"asyncwsgi-{os.getuid()}"))
+    return dirs
 
 
 def _check_private_dir(path: str) -> None:
@@ -104,13 +122,14 @@ def _check_private_dir(path: str) -> None:
         )
 
 
-def default_control_dir() -> str:
-    """The directory of default control sockets, created (mode 0700) when needed.
-
-    Raises :class:`ControlError` when it is not a directory of ours that only we can write.
-    """
-    path = _control_dir_path()
+def _make_private_dir(path: str) -> None:
+    if len(os.fsencode(path)) + _SOCKET_NAME_MAX > _SUN_PATH_MAX:
+        raise ControlError(f"control socket directory {path} is too long a path for a socket")
     try:
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):  # ~/.cache, made as the XDG base directory spec says
+            os.makedirs(parent, 0o700, exist_ok=True)
+            os.chmod(parent, 0o700)
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
@@ -120,7 +139,22 @@ def default_control_dir() -> str:
         # mkdir's mode goes through the umask; make it exactly 0700 whatever the umask.
         os.chmod(path, 0o700)
     _check_private_dir(path)
-    return path
+
+
+def default_control_dir() -> str:
+    """The directory of default control sockets: the first of :func:`control_dirs` that
+    is, or can be made, a directory of ours that only we can write (mode 0700). Each one
+    refused is logged with its reason; :class:`ControlError` when none will do."""
+    reasons = []
+    for path in control_dirs():
+        try:
+            _make_private_dir(path)
+        except ControlError as exc:
+            log.warning("not using %s for the control socket: %s", path, exc)
+            reasons.append(str(exc))
+            continue
+        return path
+    raise ControlError("; ".join(reasons))
 
 
 def default_control_path(pid: int | None = None) -> str:
@@ -159,18 +193,39 @@ def _listening(path: str) -> bool:
 def find_control_socket() -> str:
     """The control socket of the one asyncwsgi server of this user running on default paths.
 
+    Every directory of :func:`control_dirs` is looked in (a server may have had to skip the
+    first); one that is not private is not trusted, and is named if nothing is found.
     Stale socket files (nothing listening) are skipped and left in place: deleting them is
     the business of the server that binds the same path next.
     """
-    directory = _control_dir_path()
-    try:
-        _check_private_dir(directory)
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        names = []
-    except OSError as exc:
-        raise ControlError(f"cannot read control socket directory {directory}: {exc}") from exc
+    directories = control_dirs()
     live: list[str] = []
+    refused: list[str] = []
+    for directory in directories:
+        try:
+            _check_private_dir(directory)
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        except (OSError, ControlError) as exc:
+            refused.append(str(exc))
+            continue
+        live += _live_sockets(directory, names)
+    if not live:
+        where = ", ".join(directories)
+        why = "".join(f" ({reason})" for reason in refused)
+        raise ControlError(
+            f"no running asyncwsgi server found in {where}{why}; pass --control-socket PATH"
+        )
+    if len(live) > 1:
+        raise ControlError(
+            f"several asyncwsgi servers are running ({', '.join(live)}); pass --control-socket PATH"
+        )
+    return live[0]
+
+
+def _live_sockets(directory: str, names: list[str]) -> list[str]:
+    live = []
     for name in sorted(names, key=_pid_order):
         path = os.path.join(directory, name)
         if not name.endswith(".sock"):
@@ -182,15 +237,7 @@ def find_control_socket() -> str:
                 live.append(path)
         except OSError:
             continue
-    if not live:
-        raise ControlError(
-            f"no running asyncwsgi server found in {directory}; pass --control-socket PATH"
-        )
-    if len(live) > 1:
-        raise ControlError(
-            f"several asyncwsgi servers are running ({', '.join(live)}); pass --control-socket PATH"
-        )
-    return live[0]
+    return live
 
 
 def _pid_order(name: str) -> tuple[int, str]:

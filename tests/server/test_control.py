@@ -416,7 +416,24 @@ def test_send_command_refuses_words_that_would_change_the_command(sockdir: Path,
 
 
 @pytest.fixture
-def runtime_dir(sockdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def places(sockdir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """The three places a default control socket may live, all inside ``sockdir`` (none
+    of the machine's own); XDG_RUNTIME_DIR unset."""
+    home, tmp = sockdir / "home", sockdir / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return {
+        "runtime": sockdir / "asyncwsgi",
+        "home": home / ".cache" / "asyncwsgi",
+        "tmp": tmp / f"asyncwsgi-{os.getuid()}",
+    }
+
+
+@pytest.fixture
+def runtime_dir(sockdir: Path, places: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockdir))
     return sockdir
 
@@ -433,26 +450,67 @@ def test_default_dir_under_xdg_runtime_dir(runtime_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("xdg", [None, "", "/nonexistent-xdg-runtime-dir"])
-def test_default_dir_without_xdg_runtime_dir(
-    sockdir: Path, monkeypatch: pytest.MonkeyPatch, xdg: str | None
+def test_default_dir_without_xdg_runtime_dir_is_in_the_home(
+    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, xdg: str | None
 ) -> None:
-    if xdg is None:
-        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    else:
+    # Not a fixed name in the shared /tmp, which another user could create first.
+    if xdg is not None:
         monkeypatch.setenv("XDG_RUNTIME_DIR", xdg)
-    monkeypatch.setattr(tempfile, "tempdir", str(sockdir))
-    directory = default_control_dir()
-    assert directory == str(sockdir / f"asyncwsgi-{os.getuid()}")
+    old = os.umask(0o777)
+    try:
+        directory = default_control_dir()
+    finally:
+        os.umask(old)
+    assert directory == str(places["home"])
     assert stat.S_IMODE(os.lstat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.lstat(places["home"].parent).st_mode) == 0o700  # ~/.cache made
+    assert not places["tmp"].exists()
+
+
+def squat(path: Path) -> None:
+    """``path`` made first by another user: owned by nobody when we may chown (root),
+    else left writable by everyone; refused either way."""
+    path.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(path, 65534, 65534)
+    else:
+        path.chmod(0o777)
+
+
+def test_a_folder_another_user_made_first_does_not_turn_the_socket_off(
+    places: dict[str, Path],
+) -> None:
+    squat(places["tmp"])
+    assert default_control_dir() == str(places["home"])
+
+
+def test_the_shared_tempdir_is_the_last_resort(
+    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HOME", "/nonexistent-home")
+    assert default_control_dir() == str(places["tmp"])
+    # ... and one that another user made first is refused, saying so.
+    shutil.rmtree(places["tmp"])
+    squat(places["tmp"])
+    with (
+        caplog.at_level(logging.WARNING, logger="asyncwsgi.error"),
+        pytest.raises(ControlError, match=r"owned by uid|writable by other users"),
+    ):
+        default_control_dir()
+    assert f"not using {places['tmp']} for the control socket" in caplog.text
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o720, 0o702])
-def test_default_dir_writable_by_others_is_refused(runtime_dir: Path, mode: int) -> None:
+def test_default_dir_writable_by_others_is_refused(
+    runtime_dir: Path, places: dict[str, Path], mode: int, caplog: pytest.LogCaptureFixture
+) -> None:
     directory = runtime_dir / "asyncwsgi"
     directory.mkdir()
     directory.chmod(mode)
-    with pytest.raises(ControlError, match="writable by other users"):
-        default_control_dir()
+    with caplog.at_level(logging.WARNING, logger="asyncwsgi.error"):
+        assert default_control_dir() == str(places["home"])  # the next place
+    assert "writable by other users" in caplog.text
+    assert f"not using {directory} for the control socket" in caplog.text
 
 
 def test_default_dir_owned_by_someone_else_is_refused(
@@ -460,17 +518,30 @@ def test_default_dir_owned_by_someone_else_is_refused(
 ) -> None:
     (runtime_dir / "asyncwsgi").mkdir(mode=0o700)
     real_uid = os.getuid()
+    # Every place is then someone else's: none will do.
     monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)
-    with pytest.raises(ControlError, match="owned by uid"):
+    with pytest.raises(ControlError, match="owned by uid") as refused:
         default_control_dir()
+    assert str(refused.value).count("owned by uid") == 3
 
 
-def test_default_dir_symlink_is_refused(runtime_dir: Path) -> None:
+def test_default_dir_symlink_is_refused(runtime_dir: Path, places: dict[str, Path]) -> None:
     target = runtime_dir / "elsewhere"
     target.mkdir(mode=0o700)
     (runtime_dir / "asyncwsgi").symlink_to(target)
-    with pytest.raises(ControlError, match="not a directory"):
-        default_control_dir()
+    assert default_control_dir() == str(places["home"])
+    assert list(target.iterdir()) == []
+
+
+def test_a_path_too_long_for_a_socket_is_skipped(
+    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = places["home"].parent.parent / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("HOME", str(deep))
+    with caplog.at_level(logging.WARNING, logger="asyncwsgi.error"):
+        assert default_control_dir() == str(places["tmp"])
+    assert "too long a path for a socket" in caplog.text
 
 
 def test_default_path_and_setting(runtime_dir: Path) -> None:
@@ -483,7 +554,7 @@ def test_default_path_and_setting(runtime_dir: Path) -> None:
     assert resolve_control_path("relative.sock") == "relative.sock"
 
 
-def test_find_control_socket_none_running(runtime_dir: Path) -> None:
+def test_find_control_socket_none_running(runtime_dir: Path, places: dict[str, Path]) -> None:
     directory = runtime_dir / "asyncwsgi"
     with pytest.raises(ControlError) as missing_dir:
         find_control_socket()
@@ -494,7 +565,8 @@ def test_find_control_socket_none_running(runtime_dir: Path) -> None:
     with pytest.raises(ControlError) as none_live:
         find_control_socket()
     assert str(none_live.value) == (
-        f"no running asyncwsgi server found in {directory}; pass --control-socket PATH"
+        f"no running asyncwsgi server found in {directory}, {places['home']}, "
+        f"{places['tmp']}; pass --control-socket PATH"
     )
     assert (directory / "41.sock").exists(), "a stale socket must not be deleted"
 
@@ -515,12 +587,25 @@ def test_find_control_socket_one_and_two_running(serve: Serve, runtime_dir: Path
     assert (directory / "7.sock").exists()
 
 
-def test_find_control_socket_refuses_a_foreign_directory(runtime_dir: Path) -> None:
+def test_find_control_socket_refuses_a_foreign_directory(serve: Serve, runtime_dir: Path) -> None:
     directory = runtime_dir / "asyncwsgi"
     directory.mkdir()
     directory.chmod(0o777)
+    serve(directory / "5.sock")  # not trusted: anyone could have put it there
     with pytest.raises(ControlError, match="writable by other users"):
         find_control_socket()
+
+
+def test_find_control_socket_looks_in_every_place(
+    serve: Serve, runtime_dir: Path, places: dict[str, Path]
+) -> None:
+    # A server that had to skip the first place is found in the next.
+    (runtime_dir / "asyncwsgi").mkdir(mode=0o777)
+    (runtime_dir / "asyncwsgi").chmod(0o777)
+    path = default_control_path(77)
+    assert path == str(places["home"] / "77.sock")
+    serve(Path(path))
+    assert find_control_socket() == path
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -684,3 +769,39 @@ def test_cli_reload_subprocess_unreachable(sockdir: Path) -> None:
     assert proc.stderr == (
         f"asyncwsgi: error: no control socket at {missing} (is the server running?)\n"
     )
+
+
+def test_a_server_whose_tmp_folder_was_taken_still_has_its_control_socket(
+    start_server: Callable[..., Any], sockdir: Path, tmp_path: Path
+) -> None:
+    # End to end: another user made /tmp/asyncwsgi-UID first; the server and the
+    # command both use the home folder instead, and the log says where the socket is.
+    home, tmp = sockdir / "home", sockdir / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    squat(tmp / f"asyncwsgi-{os.getuid()}")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "TMPDIR")}
+    env |= {"HOME": str(home), "TMPDIR": str(tmp)}
+    env.pop("ASYNCWSGI_CONTROL_SOCKET", None)
+    script = tmp_path / "app.wsgi"
+    script.write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    return [b'ok']\n"
+    )
+    server = start_server(script, "--control-socket", "", env=env)
+    expected = home / ".cache" / "asyncwsgi" / f"{server.proc.pid}.sock"
+    deadline = time.monotonic() + 10
+    while f"control socket: {expected}" not in server.stderr():
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.02)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncwsgi", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.removeprefix("ok "))["pid"] == server.proc.pid
