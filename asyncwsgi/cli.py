@@ -199,8 +199,8 @@ def build_control_parser(command: str) -> argparse.ArgumentParser:
         "--control-socket",
         metavar="PATH",
         help="the server's control socket (default: $ASYNCWSGI_CONTROL_SOCKET, else the "
-        "one server running for this user under $XDG_RUNTIME_DIR/asyncwsgi or "
-        "/tmp/asyncwsgi-UID)",
+        "one server running for this user under $XDG_RUNTIME_DIR/asyncwsgi, "
+        "~/.cache/asyncwsgi or /tmp/asyncwsgi-UID)",
     )
     return parser
 
@@ -281,11 +281,12 @@ def copy_main() -> None:
     """
     import os
 
-    from asyncwsgi.processes import EXIT_BOOT_FAILED
+    from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent
     from asyncwsgi.server import run
     from asyncwsgi.server.supervisor import COPY_ENV, config_from_copy_settings
 
-    config, ready_fd = config_from_copy_settings(os.environ.pop(COPY_ENV))
+    config, ready_fd, parent = config_from_copy_settings(os.environ.pop(COPY_ENV))
+    die_with_parent(parent)
     setup_logging(config.log_level)
     _set_title("asyncwsgi: server copy")
     _raise_fd_limit(2 * config.max_connections + 64)

@@ -132,6 +132,15 @@ class ProcessSettings:
         directive="request-timeout",
         site=EVERY_GROUP,
     )
+    startup_timeout: float = option(
+        60.0,
+        Seconds(off_at_zero=True),
+        "a process not ready (its application imported) within S seconds is killed and "
+        "logged; at start-up that is an error, for a replacement the processes it was to "
+        "replace keep serving (0: no limit)",
+        directive="startup-timeout",
+        site=EVERY_GROUP,
+    )
 
     def __post_init__(self) -> None:
         settings.check_values(self)
@@ -257,7 +266,7 @@ class Config(ProcessSettings):
         "",
         Text("a path, '' for the default, or 'none'", metavar="PATH"),
         "where 'python -m asyncwsgi reload' reaches the server; none for no control socket",
-        shown_default="$XDG_RUNTIME_DIR/asyncwsgi/PID.sock, else /tmp/asyncwsgi-UID/PID.sock",
+        shown_default="$XDG_RUNTIME_DIR/asyncwsgi/PID.sock, else ~/.cache/asyncwsgi/PID.sock",
     )
     # A site read from an Apache-style config file (``--config``): virtual hosts, mounts
     # and daemon groups. ``app`` is then empty; the mounts name the scripts.

@@ -14,17 +14,27 @@ respawned in a loop; :meth:`ProcessGroup.restart` (the script changed again, SIG
 ``reload`` command) tries anew.
 A process that dies after READY is respawned, at once the first time and with a backoff
 that doubles when it keeps dying young.
+
+A process not READY within ``startup_timeout`` (its import hangs) is killed and logged.
+At start-up that fails the group; a replacement's generation is given up instead -- the
+processes it was to replace keep serving, no other replacement is tried -- until the next
+:meth:`ProcessGroup.restart`. Every process the manager starts calls
+:func:`die_with_parent` first, so none outlives the server, however the server dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import enum
 import logging
 import os
 import random
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -39,6 +49,36 @@ EXIT_BOOT_FAILED = 3
 # A process that lived longer than this before dying resets the respawn backoff.
 _STABLE_AFTER = 10.0
 _MAX_BACKOFF = 30.0
+
+
+# prctl(2): the signal a process gets when the thread that started it exits.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process exit when ``parent`` (the process that started it) dies, however
+    it dies -- SIGKILL included: the kernel's parent-death signal on Linux, else a thread
+    that watches ``getppid()``. Called first thing in every process a group starts."""
+    if not parent:
+        return
+    armed = False
+    if sys.platform == "linux":
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    # The parent may have died before the signal was armed: then it never comes.
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class ChildState(enum.Enum):
@@ -66,6 +106,7 @@ class Child:
         "requests",
         "started_at",
         "state",
+        "timed_out",
     )
 
     def __init__(self, group: ProcessGroup, generation: int) -> None:
@@ -80,6 +121,7 @@ class Child:
         self.requests = 0  # counted by whoever hands it work
         self.max_requests = 0  # 0: no limit
         self.exit_status: int | None = None
+        self.timed_out = False  # killed for not being READY within startup_timeout
         self.data: Any = None  # the launcher's (e.g. the daemon connection)
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -142,12 +184,16 @@ class ProcessGroup:
         self.restart_interval = settings.restart_interval
         self.maximum_requests = settings.maximum_requests
         self.jitter = settings.jitter
+        self.startup_timeout = settings.startup_timeout
         self.on_change = on_change
         self.generation = 1
         self.children: list[Child] = []
         self.failed = False
         self.closing = False
         self.restarts = 0  # processes replaced so far (not counting crash respawns)
+        # A generation whose replacement did not boot in time: not tried again until
+        # restart() starts the next one (0: none).
+        self.given_up = 0
         self._crashes = 0
         self._hold_until = 0.0
         self._hold_timer: asyncio.TimerHandle | None = None
@@ -303,6 +349,7 @@ class ProcessGroup:
                 self._spawn()
         elif (
             not starting
+            and self.given_up != self.generation
             and any(w.stale for w in live)
             # One at a time, strictly: the next replacement waits until the process the
             # last one replaced has finished its requests and gone.
@@ -323,6 +370,23 @@ class ProcessGroup:
         child.process = process
         child.pid = process.pid
         self._watch(child)
+        if self.startup_timeout and self._loop is not None:
+            child._timers.append(
+                self._loop.call_later(self.startup_timeout, self._boot_overdue, child)
+            )
+
+    def _boot_overdue(self, child: Child) -> None:
+        if child.state is not ChildState.STARTING or self.closing:
+            return
+        child.timed_out = True
+        logger.error(
+            "%s: process %d was not ready within %g s (startup_timeout: is its import "
+            "stuck?); killing it",
+            self.label,
+            child.pid,
+            self.startup_timeout,
+        )
+        self._signal(child, signal.SIGKILL)
 
     def _retire(self, child: Child) -> None:
         if child.state in (ChildState.RETIRING, ChildState.EXITED):
@@ -385,6 +449,21 @@ class ProcessGroup:
         if started is not None and not started.done():
             started.set_exception(ScriptLoadError(self.target, f"{self.label}: {why}"))
         self._changed()
+
+    def _boot_timed_out(self, child: Child) -> None:
+        why = f"process {child.pid} was not ready within {self.startup_timeout:g} s"
+        if child.generation != self.generation:
+            return  # a generation already left behind
+        if self._started is not None or not self.ready_children:
+            self._fail(why)  # nothing serves: as if it could not load
+            return
+        self.given_up = self.generation
+        logger.error(
+            "%s: %s; the processes it was to replace keep serving; the next change or "
+            "reload tries again",
+            self.label,
+            why,
+        )
 
     def _hold(self, delay: float) -> None:
         if self._hold_timer is None and self._loop is not None:
@@ -453,6 +532,8 @@ class ProcessGroup:
         elif previous is ChildState.STARTING and status == EXIT_BOOT_FAILED:
             if child.generation == self.generation:
                 self._fail(f"process {child.pid} could not load the application")
+        elif previous is ChildState.STARTING and child.timed_out:
+            self._boot_timed_out(child)
         else:
             lived = time.monotonic() - child.started_at
             self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1

@@ -527,6 +527,7 @@ def test_process_settings_of_a_config() -> None:
         "shutdown_timeout": 5.0,
         "restart_interval": 0.0,
         "request_timeout": 9.0,
+        "startup_timeout": 60.0,
     }
 
 
@@ -564,6 +565,7 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "shutdown_timeout": (["--shutdown-timeout", "1.5"], 1.5),
         "restart_interval": (["--restart-interval", "60"], 60.0),
         "request_timeout": (["--request-timeout", "30"], 30.0),
+        "startup_timeout": (["--startup-timeout", "0"], 0.0),
         "bind": (["-b", "127.0.0.1:9001"], (BindAddress("tcp", host="127.0.0.1", port=9001),)),
         "callable": (["--callable", "app"], "app"),
         "script_reloading": (["--script-reloading", "off"], False),
@@ -742,6 +744,7 @@ def test_every_daemon_option_is_a_process_setting_of_the_table() -> None:
         "shutdown-timeout",
         "restart-interval",
         "request-timeout",
+        "startup-timeout",
     }
     assert DAEMON_OPTIONS[:-1] == tuple(GROUP_OPTIONS)
     assert DAEMON_OPTIONS[-1] == "display-name"
@@ -780,6 +783,7 @@ def test_each_daemon_option_parses_with_its_kind(tmp_path: Path) -> None:
         "shutdown-timeout": "1.5",
         "restart-interval": "60",
         "request-timeout": "30",
+        "startup-timeout": "120",
     }
     assert set(texts) == set(GROUP_OPTIONS)
     words = " ".join(f"{k}={v}" for k, v in texts.items())

@@ -158,6 +158,19 @@ class RequestBody:
             self._drained(loop_side=True)
         return data
 
+    def unread(self, data: bytes) -> None:
+        """Event loop: put bytes taken with :meth:`take` back in front, as if never taken
+        (the daemon front, when a daemon refuses a request it had not started)."""
+        if not data:
+            return
+        with self._cond:
+            chunks = self._chunks
+            if self._offset:
+                chunks[0] = chunks[0][self._offset :]
+                self._offset = 0
+            chunks.appendleft(data)
+            self._size += len(data)
+
     def send_continue(self) -> None:
         """Event loop: the consumer is about to take the body; if the client waits for
         "100 Continue", let it send."""

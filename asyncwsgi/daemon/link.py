@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import LoopExchange
+from asyncwsgi.core.head import check_headers, check_status
 from asyncwsgi.daemon import wire
 from asyncwsgi.errors import BadRequestBody, ProtocolError, RequestBodyTooLarge
 from asyncwsgi.processes import Child
@@ -58,6 +59,8 @@ class FrontStream:
         "id",
         "link",
         "owed",
+        "room",
+        "sent",
         "started",
         "waiting_continue",
     )
@@ -70,6 +73,14 @@ class FrontStream:
         self.body_open = False  # body bytes may still go to the daemon
         self.credit = 0  # request body bytes the daemon will take now
         self.owed = 0  # response credit to give back once the client has taken it
+        # Response body bytes the daemon may still send: the REQUEST's window plus every
+        # WINDOW since, less what it sent. A daemon runs application code, so the front
+        # holds it to this rather than buffer whatever it pushes.
+        self.room = wire.DEFAULT_RESPONSE_WINDOW
+        # The body bytes sent until the daemon shows it took the request (any frame of
+        # the stream but a refusal): a refused request is retried with all of them. At
+        # most the first window, as more needs the daemon's WINDOW. None: taken.
+        self.sent: list[bytes] | None = []
         self.waiting_continue = False
         self.cancelled = False
         self.answered = False  # the front answered the client itself (504)
@@ -91,7 +102,7 @@ class FrontStream:
             self.pump()
         if self.owed and exchange.writable:
             owed, self.owed = self.owed, 0
-            link.send(wire.encode_window(self.id, owed))
+            self.grant(owed)
 
     def pump(self) -> None:
         body = self.body
@@ -102,6 +113,8 @@ class FrontStream:
             if not data:
                 break
             self.credit -= len(data)
+            if self.sent is not None:
+                self.sent.append(data)
             link.send(wire.encode_body(self.id, data))
         if body.buffered:
             return
@@ -119,13 +132,26 @@ class FrontStream:
             self.body_open = False
             link.send(wire.encode_body_end(self.id))
 
+    def spend(self, size: int) -> None:
+        """The daemon sent ``size`` response body bytes: within its credit, or it breaks
+        the protocol."""
+        self.room -= size
+        if self.room < 0:
+            raise ProtocolError(
+                f"stream {self.id}: response body {-self.room} byte(s) over the credit granted"
+            )
+
+    def grant(self, size: int) -> None:
+        if size:
+            self.room += size
+            self.link.send(wire.encode_window(self.id, size))
+
     def give_back(self, size: int) -> None:
         """The daemon spent ``size`` bytes of response credit; return it when the client
         can take more."""
         if self.exchange.writable:
-            if size:
-                self.link.send(wire.encode_window(self.id, size + self.owed))
-                self.owed = 0
+            self.grant(size + self.owed)
+            self.owed = 0
         else:
             self.owed += size
 
@@ -146,6 +172,11 @@ class DaemonLink(asyncio.Protocol):
         self.request_window = 0
         self.ready = False
         self.draining = False
+        # Liveness: when the PING not answered yet was sent (0: none out), its value,
+        # and whether the runner gave up waiting (no new requests until it answers).
+        self.ping_sent = 0.0
+        self.unresponsive = False
+        self._ping_value = 0
         self._next_id = 0
         self._pending: list[bytes] = []  # frames sent before the transport was attached
 
@@ -158,6 +189,15 @@ class DaemonLink(asyncio.Protocol):
         elif not transport.is_closing():
             transport.write(data)
 
+    def ping(self, now: float) -> float:
+        """Send a PING unless one is out; how long the one out has gone unanswered."""
+        if self.ping_sent:
+            return now - self.ping_sent
+        self._ping_value += 1
+        self.ping_sent = now
+        self.send(wire.encode_ping(self._ping_value))
+        return 0.0
+
     def open_stream(self, exchange: LoopExchange) -> None:
         self._next_id = stream_id = (self._next_id % 0xFFFFFFFF) + 1
         stream = FrontStream(self, stream_id, exchange)
@@ -169,6 +209,7 @@ class DaemonLink(asyncio.Protocol):
             expect = body.expect_continue
             if not expect:
                 inline = body.take(self.request_window)
+                stream.sent = [inline]
             body_end = body.eof and not body.buffered and body.error is None
             stream.body = body
             stream.body_open = not body_end
@@ -271,9 +312,17 @@ class DaemonLink(asyncio.Protocol):
             stream = self.streams.get(frame.stream_id)
             if stream is None:
                 return
+            stream.sent = None  # the daemon took the request
             exchange = stream.exchange
-            quiet = stream.answered or stream.cancelled or exchange.disconnected
             if isinstance(frame, wire.ResponseHead):
+                stream.spend(len(frame.body))
+                if not (stream.answered or stream.cancelled) and not self._head_is_valid(frame):
+                    stream.answered = True
+                    answer(exchange, "502 Bad Gateway")
+                    if not frame.final:
+                        stream.cancelled = True
+                        self.send(wire.encode_cancel(stream.id))
+                quiet = stream.answered or stream.cancelled or exchange.disconnected
                 if not quiet:
                     if frame.server_error:
                         exchange.loop_send_error(frame.status, frame.body)
@@ -289,22 +338,24 @@ class DaemonLink(asyncio.Protocol):
                     self._end(stream)
                 elif not quiet:
                     stream.give_back(len(frame.body))
-                elif frame.body:
-                    self.send(wire.encode_window(stream.id, len(frame.body)))
+                else:  # nobody takes it; keep the daemon's thread from blocking on credit
+                    stream.grant(len(frame.body))
             elif isinstance(frame, wire.ResponseBody):
-                if not quiet:
+                stream.spend(len(frame.data))
+                if not (stream.answered or stream.cancelled or exchange.disconnected):
                     exchange.loop_write(frame.data)
                     stream.give_back(len(frame.data))
                 else:  # nobody takes it; keep the daemon's thread from blocking on credit
-                    self.send(wire.encode_window(stream.id, len(frame.data)))
+                    stream.grant(len(frame.data))
             else:
-                if not quiet:
+                if not (stream.answered or stream.cancelled or exchange.disconnected):
                     exchange.loop_write(b"", final=True)
                 self._end(stream)
         elif isinstance(frame, wire.Window):
             stream = self.streams.get(frame.stream_id)
             if stream is None:
                 return
+            stream.sent = None  # the daemon took the request
             stream.credit += frame.increment
             if stream.waiting_continue:
                 stream.waiting_continue = False
@@ -321,7 +372,10 @@ class DaemonLink(asyncio.Protocol):
             exchange = stream.exchange
             if stream.answered or stream.cancelled:
                 return
-            if frame.reason is wire.AbortReason.REFUSED and not exchange.head_sent:
+            if frame.reason is wire.AbortReason.REFUSED and stream.sent is not None:
+                # Never started: another daemon gets it, with the body bytes sent here.
+                if stream.body is not None:
+                    stream.body.unread(b"".join(stream.sent))
                 self.runner.retry(exchange)
             elif exchange.head_sent:
                 exchange.loop_abort()
@@ -339,8 +393,30 @@ class DaemonLink(asyncio.Protocol):
             self.request_window = frame.request_window
             self.ready = True
             child.group.ready(child)
+        elif isinstance(frame, wire.Pong):
+            if frame.value == self._ping_value:
+                self.ping_sent = 0.0
+                if self.unresponsive:
+                    self.unresponsive = False
+                    logger.info("daemon process %d answers again", self.child.pid)
+                    self.runner.slot_freed()
         elif isinstance(frame, wire.Retire):
             self.child.group.replace(self.child, f"it asked to be ({frame.reason.name})")
+
+    def _head_is_valid(self, frame: wire.ResponseHead) -> bool:
+        """The checks embedded mode applies to start_response, applied to a daemon's
+        response head: a daemon runs application code and is trusted no more."""
+        try:
+            check_status(frame.status)
+            check_headers(frame.headers)
+        except (TypeError, ValueError) as exc:
+            logger.error(
+                "daemon process %d sent a response head that cannot be sent (%s); answering 502",
+                self.child.pid,
+                exc,
+            )
+            return False
+        return True
 
     def _end(self, stream: FrontStream) -> None:
         del self.streams[stream.id]

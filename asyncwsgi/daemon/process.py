@@ -49,7 +49,7 @@ from asyncwsgi.errors import (
     ScriptLoadError,
 )
 from asyncwsgi.logs import setup_logging
-from asyncwsgi.processes import EXIT_BOOT_FAILED
+from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
@@ -131,6 +131,7 @@ class Daemon:
         request_window: int,
         multiprocess: bool,
         forwarded_allow_ips: str,
+        send_timeout: float = config.default("send_timeout"),
     ) -> None:
         self.sock = sock
         self.app = app
@@ -139,6 +140,9 @@ class Daemon:
         self.generation = generation
         self.threads = threads
         self.request_window = request_window
+        # How long a worker waits for response credit (the client taking nothing) before
+        # it gives up on the request: the server's send_timeout.
+        self.send_timeout = send_timeout
         # Frames waiting to be written, and the lock of whichever thread writes them.
         self._out: list[bytes | memoryview] = []
         self._writing = threading.Lock()
@@ -403,9 +407,11 @@ class DaemonSpec:
     callable: str = config.default("callable")
     forwarded_allow_ips: str = config.default("forwarded_allow_ips")
     log_level: str = config.default("log_level")
+    send_timeout: float = config.default("send_timeout")
     multiprocess: bool = True
     request_window: int = DEFAULT_REQUEST_WINDOW
     title: str = ""  # the process title; default "asyncwsgi: daemon GROUP"
+    parent: int = 0  # the front's pid: this process exits when it dies (0: not watched)
 
     def __post_init__(self) -> None:
         for name in ("threads", "request_window"):
@@ -454,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"asyncwsgi daemon: {exc} (started by the server, not by hand)", file=sys.stderr)
         return EXIT_USAGE
+    # Before anything that can hang (the import): never outlive the front.
+    die_with_parent(spec.parent)
     # First, so that `pgrep -f 'asyncwsgi: daemon NAME'` finds the process while it boots.
     setproctitle.setproctitle(spec.title or f"asyncwsgi: daemon {spec.group}")
     # A terminal's Ctrl-C reaches the whole process group; the front stops daemons itself.
@@ -494,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         request_window=spec.request_window,
         multiprocess=spec.multiprocess,
         forwarded_allow_ips=spec.forwarded_allow_ips,
+        send_timeout=spec.send_timeout,
     )
     status, at_once = daemon.run()
     if at_once:

@@ -7,6 +7,11 @@ process's :class:`~asyncwsgi.daemon.link.DaemonLink`. Requests wait in the front
 a daemon, when every thread is busy, so a request is never stuck behind a daemon that is
 about to be replaced or that died.
 
+Liveness: every READY (or retiring) daemon is sent a PING each second. One that has not
+answered for :data:`UNRESPONSIVE_AFTER` seconds (SIGSTOPped, or a C call holding the
+GIL) gets no new request and is replaced, replacement first; one silent for
+:data:`KILL_AFTER` seconds is killed, and what it was running gets 502.
+
 The script is checked here, as in embedded mode, once per event-loop tick, but on a
 helper thread and without holding the request back: a change starts a rolling restart
 of the group, and requests keep going to the old processes until the fresh ones are
@@ -24,8 +29,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final
 
+from asyncwsgi import config
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.core.exchange import LoopExchange
 from asyncwsgi.daemon import wire
@@ -35,6 +41,11 @@ from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
 
 logger = logging.getLogger("asyncwsgi.error")
+
+# Liveness (docs/DESIGN.md, "Limits and timeouts"): seconds.
+PING_INTERVAL: Final = 1.0
+UNRESPONSIVE_AFTER: Final = 3.0  # no PONG for this long: no new requests, replaced
+KILL_AFTER: Final = 30.0  # no PONG for this long: killed (gunicorn's worker timeout)
 
 
 class DaemonRunner:
@@ -52,6 +63,7 @@ class DaemonRunner:
         log_level: str,
         script_name: str = "",
         title: str = "",
+        send_timeout: float = config.default("send_timeout"),
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
@@ -63,6 +75,7 @@ class DaemonRunner:
         self.forwarded_allow_ips = forwarded_allow_ips
         self.log_level = log_level
         self.request_timeout = settings.request_timeout
+        self.send_timeout = send_timeout
         self.group = ProcessGroup(
             group,
             self,
@@ -78,6 +91,8 @@ class DaemonRunner:
         self._script_key: StatKey | None = None  # as the last look saw it
         self._stat_thread: ThreadPoolExecutor | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._liveness: asyncio.TimerHandle | None = None
+        self._last_look = 0.0  # when liveness was last looked at
         self._failure_logged = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -88,13 +103,16 @@ class DaemonRunner:
         self._loop = asyncio.get_running_loop()
         if self.script:
             self._script_key = stat_key(self.script)
+        self._last_look = time.monotonic()
+        self._liveness = self._loop.call_later(PING_INTERVAL, self._check_liveness)
         await self.group.start()
         if self.request_timeout:
             self._timer = self._loop.call_later(self._timeout_interval, self._check_timeouts)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._liveness):
+            if timer is not None:
+                timer.cancel()
         for exchange in self.queue:
             answer(exchange, "503 Service Unavailable")
         self.queue.clear()
@@ -124,6 +142,8 @@ class DaemonRunner:
                     log_level=self.log_level,
                     multiprocess=self.multiprocess,
                     title=self.title,
+                    send_timeout=self.send_timeout,
+                    parent=os.getpid(),
                 )
             )
             process = subprocess.Popen(argv, pass_fds=[back.fileno()], stdin=subprocess.DEVNULL)
@@ -195,7 +215,7 @@ class DaemonRunner:
             if child.state is not ChildState.READY:
                 continue
             link: DaemonLink | None = child.data
-            if link is None or not link.ready or link.draining:
+            if link is None or not link.ready or link.draining or link.unresponsive:
                 continue
             load = len(link.streams)
             if load >= link.threads:
@@ -264,6 +284,8 @@ class DaemonRunner:
         return {
             "generation": group.generation,
             "failed": group.failed,
+            # A generation whose replacement did not boot in time (0: none).
+            "given_up": group.given_up,
             "restarts": group.restarts,
             "queued": len(self.queue),
             "processes": [
@@ -272,6 +294,7 @@ class DaemonRunner:
                     "generation": c.generation,
                     "state": c.state.value,
                     "requests": c.requests,
+                    "answering": not (c.data is not None and c.data.unresponsive),
                 }
                 for c in group.children
             ],
@@ -316,6 +339,45 @@ class DaemonRunner:
                     link.send(wire.encode_cancel(stream.id))
             if late:
                 child.group.replace(child, "a request timed out")
+
+    # -- liveness ------------------------------------------------------------------------
+
+    def _check_liveness(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._liveness = loop.call_later(PING_INTERVAL, self._check_liveness)
+        now = time.monotonic()
+        # A loop that was itself held up has not read the PONGs waiting for it: judge
+        # nobody this round.
+        judge = now - self._last_look < 2 * PING_INTERVAL
+        self._last_look = now
+        for child in list(self.group.children):
+            link: DaemonLink | None = child.data
+            if link is None or not link.ready or child.state not in _LIVE:
+                continue
+            silent = link.ping(now)
+            if not judge:
+                continue
+            if silent >= KILL_AFTER:
+                logger.error(
+                    "daemon process %d has not answered for %.1f s; killing it",
+                    child.pid,
+                    silent,
+                )
+                link.ready = False
+                self.group.kill(child)
+            elif silent >= UNRESPONSIVE_AFTER and not link.unresponsive:
+                link.unresponsive = True
+                logger.warning(
+                    "daemon process %d has not answered for %.1f s (stopped, or stuck "
+                    "holding the GIL?); it gets no new request and is replaced",
+                    child.pid,
+                    silent,
+                )
+                self.group.replace(child, "it does not answer")
+
+
+_LIVE: Final = (ChildState.READY, ChildState.RETIRING)
 
 
 def _report_connect_failure(task: asyncio.Task[Any]) -> None:

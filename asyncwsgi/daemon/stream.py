@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from asyncwsgi.core.body import IO_WAIT, RequestBody
+from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import Exchange
 from asyncwsgi.core.head import PLAIN_TEXT, content_length, status_allows_body
 from asyncwsgi.daemon import wire
@@ -282,13 +282,14 @@ class DaemonStream(Exchange):
             self._wait_credit()
 
     def _wait_credit(self) -> None:
-        """Block until the front grants response credit (it does as the client reads)."""
+        """Block until the front grants response credit (it does as the client reads);
+        a client that takes nothing for ``send_timeout`` is given up on."""
         waiter = self._waiter
         if waiter is None:
             # Published before the credit is checked: the reader adds credit, then sets
             # the waiter it finds, so one of the two sees the other.
             waiter = self._waiter = threading.Event()
-        deadline = time.monotonic() + IO_WAIT
+        deadline = time.monotonic() + self._daemon.send_timeout
         while True:
             waiter.clear()
             if self.cancelled or self.ended:

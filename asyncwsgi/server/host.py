@@ -37,6 +37,7 @@ class Host:
         self.addresses: list[str] = []
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.stop = asyncio.Event()
+        self.started = False  # start() is done: the sockets accept connections
         self.control: ControlServer | None = None
 
     # -- what each kind of host says ---------------------------------------------------
@@ -92,6 +93,9 @@ class Host:
         self.stop.set()
 
     def handle_hup(self) -> None:
+        if not self.started:
+            logger.info("received SIGHUP while starting; nothing to restart yet")
+            return
         for restart in self.restarts("received SIGHUP").values():
             restart()
 

@@ -9,6 +9,7 @@ and shuts it down gracefully.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from asyncwsgi.server.host import SIGNALS, Host
 from asyncwsgi.server.server import Server
 from asyncwsgi.server.supervisor import Supervisor
 from asyncwsgi.wsgi.types import WSGIApplication
+
+logger = logging.getLogger("asyncwsgi.error")
 
 
 def _config(app: str | WSGIApplication | None, config: Config | None, **options: Any) -> Config:
@@ -56,29 +59,53 @@ async def run_host(
     shutdown_trigger: Callable[[], Awaitable[Any]] | None,
     ready: Callable[[list[str]], Any] | None,
 ) -> None:
-    try:
-        await host.start()
-    except BaseException:
-        # A daemon group that did not start, an address in use: stop what did start.
-        await host.abandon()
-        raise
+    # Signals are handled from the first moment: a SIGTERM while daemon processes boot
+    # stops them too, rather than killing this process and leaving them behind.
     # With the caller's own trigger, SIGTERM and SIGINT are the caller's business.
     installed = host.install_signal_handlers(SIGNALS if shutdown_trigger is None else ("SIGHUP",))
     dispatcher = asyncio.ensure_future(host.dispatch_signals())
-    waiters = {asyncio.ensure_future(host.stop.wait())}
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(host.stop.wait())}
     if shutdown_trigger is not None:
         waiters.add(asyncio.ensure_future(shutdown_trigger()))
+    started = False
     try:
-        if ready is not None:
-            ready(host.addresses)
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        started = await _start(host, waiters)
+        if started:
+            if ready is not None:
+                ready(host.addresses)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
         for signum in installed:
             host.loop.remove_signal_handler(signum)
         dispatcher.cancel()
-        await host.shutdown()
+        if started:
+            await host.shutdown()
+
+
+async def _start(host: Host, waiters: set[asyncio.Future[Any]]) -> bool:
+    """Start ``host``; False if told to stop first (then nothing was served)."""
+    starting = asyncio.ensure_future(host.start())
+    try:
+        await asyncio.wait({starting, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        starting.cancel()
+        await asyncio.wait({starting})
+        await host.abandon()
+        raise
+    if not starting.done():
+        logger.info("stopped while starting; stopping what had started")
+        starting.cancel()
+        await asyncio.wait({starting})
+    if starting.cancelled() or starting.exception() is not None:
+        # A daemon group that did not start, an address in use: stop what did start.
+        await host.abandon()
+        if not starting.cancelled():
+            starting.result()  # raises
+        return False
+    host.started = True
+    return True
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:

@@ -119,5 +119,6 @@ def make_runner(config: Config) -> Runner:
             script_name=config.root_path,
             forwarded_allow_ips=config.forwarded_allow_ips,
             log_level=config.log_level,
+            send_timeout=config.send_timeout,
         )
     return EmbeddedRunner(config)

@@ -41,14 +41,15 @@ def copy_settings(config: Config, binds: list[BindAddress], ready_fd: int) -> st
     fields["bind"] = [dataclasses.asdict(b) for b in binds]
     fields["processes"] = 1
     fields["control_socket"] = "none"
-    return json.dumps({"config": fields, "ready_fd": ready_fd})
+    return json.dumps({"config": fields, "ready_fd": ready_fd, "parent": os.getpid()})
 
 
-def config_from_copy_settings(text: str) -> tuple[Config, int]:
+def config_from_copy_settings(text: str) -> tuple[Config, int, int]:
+    """The config, READY pipe and parent (the supervisor's pid) of :func:`copy_settings`."""
     data = json.loads(text)
     fields = data["config"]
     fields["bind"] = tuple(BindAddress(**b) for b in fields["bind"])
-    return Config.build(**fields), int(data["ready_fd"])
+    return Config.build(**fields), int(data["ready_fd"]), int(data["parent"])
 
 
 class CopyLauncher:

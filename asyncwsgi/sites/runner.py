@@ -278,6 +278,7 @@ class SiteRunner:
                     forwarded_allow_ips=config.forwarded_allow_ips,
                     log_level=config.log_level,
                     title=group.title,
+                    send_timeout=config.send_timeout,
                 )
                 self.groups[group_name] = daemons
             site_mount.daemons = daemons

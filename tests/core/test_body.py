@@ -502,3 +502,17 @@ def test_a_listener_that_drains_inside_feed_sees_the_pause_before_the_drain() ->
     assert body.feed(b"x" * 150) is True
     assert events == ["paused", "listener", "drained"]
     assert not body.paused and body.buffered == 0
+
+
+def test_unread_puts_taken_bytes_back_in_front() -> None:
+    body = RequestBody(1 << 20)
+    body.feed(b"abcdef")
+    body.feed(b"gh")
+    body.feed_eof()
+    taken = body.take(4)  # cuts the first chunk, which keeps an offset
+    assert taken == b"abcd"
+    body.unread(taken)
+    assert body.buffered == 8
+    assert body.take(100) == b"abcdefgh"
+    body.unread(b"")  # nothing to put back
+    assert body.buffered == 0 and body.eof

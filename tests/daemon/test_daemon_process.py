@@ -252,6 +252,8 @@ class Front:
         multiprocess: bool = True,
         callable: str = "application",
         env: dict[str, str] | None = None,
+        send_timeout: float = 60.0,
+        parent: int = 0,
     ) -> None:
         self.tmp_path = tmp_path
         if app is None:
@@ -271,6 +273,8 @@ class Front:
                 callable=callable,
                 request_window=request_window,
                 multiprocess=multiprocess,
+                send_timeout=send_timeout,
+                parent=parent,
             )
         )
         with open(self.stderr_path, "wb") as stderr:
@@ -788,6 +792,26 @@ def test_cancel_while_waiting_for_response_credit(front: Callable[..., Front]) -
     assert isinstance(f.stream_frame(1), wire.ResponseHead)
     f.send(wire.encode_cancel(1))
     assert f.collect(1) == [wire.ResponseAbort(1, wire.AbortReason.CANCELLED)]
+
+
+def test_a_client_that_takes_nothing_for_send_timeout_is_given_up_on(
+    front: Callable[..., Front],
+) -> None:
+    f = front(send_timeout=0.5)
+    f.hello()
+    f.request(1, "/big?5000", response_window=1000)
+    assert isinstance(f.stream_frame(1), wire.ResponseHead)
+    began = time.monotonic()
+    # No WINDOW comes: the worker stops waiting after send_timeout, not a minute later.
+    assert f.stream_frame(1, timeout=10) == wire.ResponseAbort(1, wire.AbortReason.APP_ERROR)
+    assert 0.4 < time.monotonic() - began < 5
+
+
+def test_a_daemon_whose_parent_is_already_gone_exits(front: Callable[..., Front]) -> None:
+    # Started for a front that died before the daemon could arm its parent-death signal.
+    f = front(parent=os.getpid() + 1_000_000)
+    assert f.proc.wait(TIMEOUT) == 1
+    assert f.next_frame() is None  # nothing said
 
 
 def test_write_callable(front: Callable[..., Front]) -> None:

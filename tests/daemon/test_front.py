@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import LoopExchange
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.link import DaemonLink
-from asyncwsgi.daemon.runner import DaemonRunner
+from asyncwsgi.daemon.runner import KILL_AFTER, UNRESPONSIVE_AFTER, DaemonRunner
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected, RequestBodyTooLarge
 from asyncwsgi.processes import Child, ChildState
 from asyncwsgi.scripts.watch import stat_key
@@ -321,8 +322,9 @@ def make_front(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Front]
 
     yield make
     for runner in runners:
-        if runner._timer is not None:
-            runner._timer.cancel()
+        for timer in (runner._timer, runner._liveness):
+            if timer is not None:
+                timer.cancel()
         if runner._stat_thread is not None:
             runner._stat_thread.shutdown(wait=True)
 
@@ -632,6 +634,100 @@ async def test_response_credit_is_given_back_as_the_client_takes_it(
     assert daemon.link.streams == {}
 
 
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        ("200 OK", [("X-Split", "a\r\nSet-Cookie: evil=1")]),
+        ("200 OK", [("X Test", "1")]),
+        ("200 OK", [("", "1")]),
+        ("000 Zero", []),
+        ("999 Nine", []),
+        ("200 OK\r\nX-Injected: 1", []),
+    ],
+    ids=["crlf-in-value", "space-in-name", "empty-name", "status-000", "status-999", "crlf"],
+)
+@pytest.mark.parametrize("final", [True, False], ids=["final", "streamed"])
+async def test_a_response_head_that_cannot_be_sent_answers_502(
+    make_front: Callable[..., Front],
+    caplog: pytest.LogCaptureFixture,
+    status: str,
+    headers: list[tuple[str, str]],
+    final: bool,
+) -> None:
+    # A daemon runs application code: its response head gets the checks embedded mode
+    # gives start_response, and nothing of it reaches the client's connection.
+    front = make_front()
+    [daemon] = front.start(1)
+    [exchange] = front.submit(b"/split")
+    daemon.sent()
+
+    daemon.feed(wire.encode_response_head(1, status, headers, b"body", final=final))
+
+    assert exchange.events == [BAD_GATEWAY]
+    assert "response head that cannot be sent" in caplog.text
+    if final:  # the stream is over: no credit to return
+        assert daemon.sent() == []
+        assert daemon.link.streams == {}
+    else:  # the daemon is told to stop; what it sends meanwhile goes nowhere
+        assert daemon.sent() == [wire.Cancel(1), wire.Window(1, 4)]
+        daemon.feed(wire.encode_response_body(1, b"more"))
+        daemon.feed(wire.encode_response_end(1))
+        assert exchange.events == [BAD_GATEWAY]
+        assert daemon.link.streams == {}
+    assert front.killed == []  # the daemon is not at fault beyond this response
+
+
+async def test_a_daemon_past_its_response_credit_is_killed(
+    make_front: Callable[..., Front],
+) -> None:
+    # The front holds what a daemon pushes to the credit it granted: a daemon that sends
+    # more is broken (or hostile), and the front does not buffer it.
+    front = make_front()
+    [daemon] = front.start(1)
+    [exchange] = front.submit(b"/flood")
+    daemon.sent()
+    exchange.is_writable = False  # a client that reads nothing: no credit comes back
+
+    daemon.respond(1, b"h", final=False)
+    chunk = b"x" * 65536
+    sent = 1
+    while sent + len(chunk) <= wire.DEFAULT_RESPONSE_WINDOW:
+        daemon.feed(wire.encode_response_body(1, chunk))
+        sent += len(chunk)
+    assert front.killed == []
+    remaining = wire.DEFAULT_RESPONSE_WINDOW - sent
+    daemon.feed(wire.encode_response_body(1, b"y" * remaining))  # exactly the window
+    assert front.killed == []
+    assert daemon.sent() == []  # all of it owed, nothing granted
+
+    daemon.feed(wire.encode_response_body(1, b"z"))  # one byte over
+
+    assert front.killed == [daemon.child]
+    assert daemon.transport.aborted
+    written = sum(len(e[1]) for e in exchange.events if e[0] == "write")
+    assert written + 1 == wire.DEFAULT_RESPONSE_WINDOW  # the extra byte went nowhere
+    await until(lambda: daemon.transport.lost)
+    assert exchange.events[-1] == ("abort",)
+
+
+async def test_credit_granted_is_credit_the_daemon_may_spend(
+    make_front: Callable[..., Front],
+) -> None:
+    front = make_front()
+    [daemon] = front.start(1)
+    [exchange] = front.submit(b"/stream")
+    daemon.sent()
+    window = wire.DEFAULT_RESPONSE_WINDOW
+
+    daemon.respond(1, b"a" * window, final=False)  # the whole window at once
+    assert daemon.sent() == [wire.Window(1, window)]  # the client took it: all back
+    daemon.feed(wire.encode_response_body(1, b"b" * window))
+    assert daemon.sent() == [wire.Window(1, window)]
+    daemon.feed(wire.encode_response_end(1))
+    assert front.killed == []
+    assert exchange.events[-1] == ("write", b"", True)
+
+
 async def test_a_client_disconnect_sends_cancel(make_front: Callable[..., Front]) -> None:
     front = make_front()
     [daemon] = front.start(1)
@@ -672,12 +768,6 @@ async def test_a_refused_request_is_retried_on_another_process(
     assert a.link.streams == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DaemonLink.open_stream takes the inline body out of the RequestBody; after "
-    "RESPONSE_ABORT REFUSED, runner.retry re-sends the request without those bytes "
-    "(latent: a daemon refuses only after DRAIN, and no REQUEST follows a DRAIN)",
-)
 async def test_a_refused_request_is_retried_with_its_whole_body(
     make_front: Callable[..., Front],
 ) -> None:
@@ -691,10 +781,37 @@ async def test_a_refused_request_is_retried_with_its_whole_body(
 
     a.feed(wire.encode_response_abort(1, wire.AbortReason.REFUSED))
 
-    # Today b gets "0 body bytes of a 2-byte body and that is all": the decoder (as the
-    # daemon's would) rejects that REQUEST as a protocol error.
+    # b gets the whole body, not "0 bytes of a 2-byte body and that is all".
     [request] = b.requests()
     assert (request.body, request.body_end) == (b"ab", True)
+
+
+async def test_a_refused_request_is_retried_with_the_body_bytes_pumped_too(
+    make_front: Callable[..., Front],
+) -> None:
+    front = make_front(processes=2)
+    a, b = front.start(2)
+    body = FakeBody(b"abc")  # more than the first window (WINDOW), and more to come
+    front.runner.submit(body_exchange(body, 10))
+    [first] = a.requests()
+    assert first.body == b"abc" and not first.body_end
+    body.feed(b"defg")
+    assert body.listener is not None
+    body.listener()
+    assert a.sent() == [wire.Body(1, b"d")]  # the rest of the window's credit
+    front.runner.retire(a.child)
+    a.sent()
+
+    a.feed(wire.encode_response_abort(1, wire.AbortReason.REFUSED))
+
+    [retried] = b.requests()
+    assert retried.body == b"abcd" and not retried.body_end
+    b.feed(wire.encode_window(1, 6))
+    assert b.sent() == [wire.Body(1, b"efg")]
+    body.feed(b"hij")
+    body.feed_eof()
+    body.listener()
+    assert b.sent() == [wire.Body(1, b"hij"), wire.BodyEnd(1)]
 
 
 async def test_a_lost_connection_fails_the_requests_in_flight(
@@ -792,6 +909,93 @@ async def test_retire_replaces_the_process(make_front: Callable[..., Front]) -> 
     assert old.child.state is ChildState.RETIRING
     front.submit(b"/2")
     assert [r.path for r in new.requests()] == [b"/2"]
+
+
+# --------------------------------------------------------------------------------------
+# Liveness: PING, PONG, unresponsive, killed
+# --------------------------------------------------------------------------------------
+
+
+def look_after(runner: DaemonRunner, *daemons: FakeDaemon, silent: float = 0.0) -> None:
+    """One liveness round of the runner, as if each daemon's PING out had gone unanswered
+    for ``silent`` seconds (and the loop itself was on time)."""
+    now = time.monotonic()
+    for daemon in daemons:
+        if daemon.link.ping_sent:
+            daemon.link.ping_sent = now - silent
+    runner._last_look = now
+    runner._check_liveness()
+
+
+async def test_daemons_are_pinged_one_ping_at_a_time(make_front: Callable[..., Front]) -> None:
+    front = make_front()
+    [daemon] = front.start(1)
+    look_after(front.runner)
+    assert daemon.sent() == [wire.Ping(1)]
+    look_after(front.runner, daemon, silent=1.0)
+    assert daemon.sent() == []  # one PING out at a time
+    daemon.feed(wire.encode_pong(1))
+    assert daemon.link.ping_sent == 0
+    look_after(front.runner)
+    assert daemon.sent() == [wire.Ping(2)]
+    daemon.feed(wire.encode_pong(1))  # an old value answers nothing
+    assert daemon.link.ping_sent != 0
+
+
+async def test_a_silent_daemon_gets_no_new_request_and_is_replaced(
+    make_front: Callable[..., Front], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="asyncwsgi.error")
+    front = make_front(processes=2)
+    stopped, live = front.start(2)
+    look_after(front.runner)
+    live.feed(wire.encode_pong(1))
+    look_after(front.runner, stopped, silent=UNRESPONSIVE_AFTER + 0.5)
+    assert live.sent() == [wire.Ping(1), wire.Ping(2)] and stopped.sent() == [wire.Ping(1)]
+
+    assert stopped.link.unresponsive and not live.link.unresponsive
+    assert "has not answered for 3.5 s" in caplog.text
+    assert stopped.child.doomed == "it does not answer"
+    assert len(front.spawned) == 1  # its replacement, started at once
+    assert front.killed == []
+    exchanges = front.submit(b"/1", b"/2", b"/3")
+    assert [r.path for r in live.requests()] == [b"/1", b"/2"]
+    assert [f for f in stopped.sent() if isinstance(f, wire.Request)] == []
+    assert list(front.runner.queue) == [exchanges[2]]  # waits rather than hang there
+
+    # It answers after all (SIGCONT): it takes work again until its replacement is READY.
+    stopped.feed(wire.encode_pong(1))
+    assert not stopped.link.unresponsive
+    assert "answers again" in caplog.text
+    assert [r.path for r in stopped.requests()] == [b"/3"]
+
+
+async def test_a_daemon_silent_for_long_is_killed(
+    make_front: Callable[..., Front], caplog: pytest.LogCaptureFixture
+) -> None:
+    front = make_front()
+    [daemon] = front.start(1)
+    [exchange] = front.submit(b"/hangs")
+    look_after(front.runner)
+    look_after(front.runner, daemon, silent=UNRESPONSIVE_AFTER)
+    assert front.killed == []
+    look_after(front.runner, daemon, silent=KILL_AFTER)
+    assert front.killed == [daemon.child]
+    assert f"daemon process {daemon.child.pid} has not answered for 30.0 s" in caplog.text
+    assert not daemon.link.ready
+    daemon.link.connection_lost(None)  # as the SIGKILL ends it
+    assert exchange.events == [BAD_GATEWAY]
+
+
+async def test_a_late_loop_judges_nobody(make_front: Callable[..., Front]) -> None:
+    # The loop itself was held up: the PONG may be waiting unread on the socket.
+    front = make_front()
+    [daemon] = front.start(1)
+    look_after(front.runner)
+    daemon.link.ping_sent -= KILL_AFTER
+    front.runner._last_look = time.monotonic() - 5.0
+    front.runner._check_liveness()
+    assert not daemon.link.unresponsive and front.killed == []
 
 
 def check_timeouts(runner: DaemonRunner) -> None:

@@ -326,6 +326,58 @@ async def test_no_replacement_is_announced_once_start_gave_up(
     assert not [msg for _, msg in error_log[failed_at:] if "starting a replacement" in msg]
 
 
+# -- startup_timeout -----------------------------------------------------------------------
+
+HANGS = Plan(ready_after=None)  # its import never returns
+
+
+async def test_a_process_not_ready_in_time_fails_the_start(
+    make_group: MakeGroup, error_log: list[tuple[str, str]]
+) -> None:
+    group, launcher = make_group(2, plans=[NORMAL, HANGS], startup_timeout=0.3)
+    began = time.monotonic()
+    with pytest.raises(ScriptLoadError, match=r"was not ready within 0\.3 s"):
+        await group.start()
+    assert time.monotonic() - began < 5
+    assert group.failed and not group.children and not launcher.running()
+    hung = launcher.processes[1]
+    assert hung.returncode == -signal.SIGKILL
+    assert (
+        "ERROR",
+        f"process group 'test': process {hung.pid} was not ready within 0.3 s "
+        "(startup_timeout: is its import stuck?); killing it",
+    ) in error_log
+
+
+async def test_a_replacement_not_ready_in_time_leaves_the_old_processes_serving(
+    make_group: MakeGroup, error_log: list[tuple[str, str]]
+) -> None:
+    group, launcher = make_group(2, plans=[NORMAL, NORMAL, HANGS], startup_timeout=0.3)
+    await group.start()
+    old = list(group.children)
+    group.restart("script changed")
+    await until(lambda: len(launcher.processes) == 3 and launcher.processes[2].poll() is not None)
+    await until(lambda: group.given_up == 2)
+    assert launcher.processes[2].returncode == -signal.SIGKILL
+    assert not group.failed
+    assert group.children == old and all(c.state is READY for c in old)
+    assert not launcher.retired
+    assert any("keep serving; the next change or reload tries again" in msg for _, msg in error_log)
+    # No other replacement is tried for that generation ...
+    await asyncio.sleep(0.5)
+    assert len(launcher.processes) == 3
+    # ... the next restart is.
+    group.restart("script changed again")
+    await until(lambda: settled(group, 3))
+    assert len(launcher.processes) == 5
+
+
+async def test_startup_timeout_zero_waits_for_ever(make_group: MakeGroup) -> None:
+    group, launcher = make_group(1, plans=[Plan(ready_after=0.6)], startup_timeout=0)
+    await group.start()
+    assert settled(group, 1) and len(launcher.processes) == 1
+
+
 # -- restart -------------------------------------------------------------------------------
 
 
