@@ -92,8 +92,9 @@ def test_a_client_that_never_reads_is_dropped_after_send_timeout(  # type: ignor
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    # The client takes nothing for over twice --send-timeout, then reads what is left.
-    time.sleep(2.5)
+    # The client takes nothing for four times --send-timeout (the server's tick notices a
+    # stall within a second, and drops it a --send-timeout later), then reads what is left.
+    time.sleep(4.0)
     data = b""
     sock.settimeout(10)
     try:
