@@ -37,6 +37,7 @@ logger = logging.getLogger("asyncwsgi.error")
 # A response may be sent while the request body is still arriving; the connection stays
 # usable only if what is left of the body is small enough to read and throw away.
 _DRAIN_LIMIT = 64 * 1024
+_OWS = (0x20, 0x09)  # space, horizontal tab
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -215,6 +216,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
+        if value and value[-1] in _OWS:
+            # RFC 9112 section 5: whitespace around a value is not part of it (the parser
+            # drops the leading side only).
+            value = value.rstrip(b" \t")
         headers.append((name, value))
         self._header_bytes += len(name) + len(value) + 4
         limits = self.limits
@@ -230,6 +235,10 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = self._head_deadline = 0.0
         parser = self.parser
         method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            # A tunnel, which WSGI cannot serve; and a 2xx to it would make the response
+            # body tunnel bytes (RFC 9110 section 9.3.6).
+            raise Reject("400 Bad Request", "CONNECT is not served")
         version = parser.get_http_version()
         headers = self._headers
         # Trailer fields of a chunked body come through on_header too: into a list of

@@ -539,6 +539,27 @@ async def test_an_absolute_form_targets_authority_is_the_host(harness: Harness) 
     assert [v for n, v in exchange.headers if n.lower() == b"host"] == [b"good.test:8080"]
 
 
+async def test_whitespace_around_a_field_value_is_no_part_of_it(harness: Harness) -> None:
+    # RFC 9112 section 5: OWS on either side of a value; the parser drops the leading.
+    runner = LoopRunner()
+    conn = harness.open(runner)
+    conn.feed(b"POST / HTTP/1.1\r\nHost:\ttest \r\nX-A: 1 \t\r\nContent-Length: 2\t \r\n\r\nhi")
+    (exchange,) = runner.submitted
+    assert exchange.headers == [(b"Host", b"test"), (b"X-A", b"1"), (b"Content-Length", b"2")]
+    assert exchange.body_length == 2
+
+
+@pytest.mark.parametrize("target", [b"/m", b"http://test/m", b"test:443"])
+async def test_connect_is_refused(harness: Harness, target: bytes) -> None:
+    # A tunnel WSGI cannot serve; a 2xx to it would make the response body tunnel bytes.
+    runner = LoopRunner()
+    conn = harness.open(runner)
+    conn.feed(b"CONNECT " + target + b" HTTP/1.1\r\nHost: test\r\n\r\n" + get("/next"))
+    response = one_response(conn.out)
+    assert (response.status, response.closes) == (400, True)
+    assert runner.submitted == [] and conn.transport.closed
+
+
 async def test_expect_100_continue_is_sent_when_the_application_reads(harness: Harness) -> None:
     conn = harness.open(ThreadRunner(echo))
     conn.feed(
