@@ -12,8 +12,9 @@ process keeps answering through its own restart. A process that fails to boot (e
 status ``EXIT_BOOT_FAILED`` before READY) marks the group failed instead of being
 respawned in a loop; :meth:`ProcessGroup.restart` (the script changed again, SIGHUP, the
 ``reload`` command) tries anew.
-A process that dies after READY is respawned, at once the first time and with a backoff
-that doubles when it keeps dying young.
+A process that dies after READY is respawned, after a pause of 0.1 s the first time (so
+that a SIGTERM to the whole process group is seen as the server's shutdown first) and
+with a backoff that doubles when it keeps dying young.
 
 A process not READY within ``startup_timeout`` (its import hangs) is killed and logged.
 At start-up that fails the group; a replacement's generation is given up instead -- the
@@ -49,6 +50,10 @@ EXIT_BOOT_FAILED = 3
 # A process that lived longer than this before dying resets the respawn backoff.
 _STABLE_AFTER = 10.0
 _MAX_BACKOFF = 30.0
+# Even the first replacement of a process that died waits this long: a SIGTERM sent to
+# the whole process group (systemd's KillMode=control-group, ``kill -TERM -PGID``) reaches
+# the processes and the server together, and the server's own shutdown must win the race.
+_RESPAWN_PAUSE = 0.1
 
 
 # prctl(2): the signal a process gets when the thread that started it exits.
@@ -537,7 +542,11 @@ class ProcessGroup:
         else:
             lived = time.monotonic() - child.started_at
             self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
-            delay = 0.0 if self._crashes <= 1 else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
+            delay = (
+                _RESPAWN_PAUSE
+                if self._crashes <= 1
+                else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
+            )
             self._hold_until = time.monotonic() + delay
             if self._started is not None and self._crashes >= 3:
                 self._fail(f"process {child.pid} died while starting ({describe_status(status)})")
@@ -548,7 +557,7 @@ class ProcessGroup:
                     child.pid,
                     describe_status(status),
                     " while starting" if previous is ChildState.STARTING else "",
-                    f" in {delay:g} s" if delay else "",
+                    f" in {delay:g} s" if delay > _RESPAWN_PAUSE else "",
                 )
         if self._all_exited is not None and not self.children:
             self._all_exited.set()

@@ -9,8 +9,9 @@ about to be replaced or that died.
 
 Liveness: every READY (or retiring) daemon is sent a PING each second. One that has not
 answered for :data:`UNRESPONSIVE_AFTER` seconds (SIGSTOPped, or a C call holding the
-GIL) gets no new request and is replaced, replacement first; one silent for
-:data:`KILL_AFTER` seconds is killed, and what it was running gets 502.
+GIL) gets no new request and is replaced, replacement first; once its replacement is
+READY, or after :data:`KILL_AFTER` seconds of silence, it is killed, and what it was
+running gets 502.
 
 The script is checked here, as in embedded mode, once per event-loop tick, but on a
 helper thread and without holding the request back: a change starts a rolling restart
@@ -358,7 +359,10 @@ class DaemonRunner:
             silent = link.ping(now)
             if not judge:
                 continue
-            if silent >= KILL_AFTER:
+            if silent >= KILL_AFTER or (link.unresponsive and child.state is ChildState.RETIRING):
+                # Its replacement is READY (or it was silent for too long): what it runs
+                # gets 502 now rather than wait out graceful_timeout and shutdown_timeout,
+                # which a stopped process cannot use.
                 logger.error(
                     "daemon process %d has not answered for %.1f s; killing it",
                     child.pid,

@@ -257,6 +257,24 @@ def test_a_stopped_daemon_gets_no_new_requests_and_is_replaced(
     assert stopped not in group_pids(server.proc.pid, "default")
 
 
+def test_sigterm_to_the_whole_process_group_stops_without_new_daemons(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # systemd's KillMode=control-group (and kill -TERM -PGID): the daemons get SIGTERM
+    # with the server, and may exit first; the server must not start replacements.
+    boots = tmp_path / "boots.log"
+    count_boots = f"import os\nopen({str(boots)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+    script = plain_script(tmp_path / "app.wsgi", "v1", prelude=count_boots)
+    server = start_server(script, *daemon(processes=2))
+    pids = group_pids(server.proc.pid, "default")
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    server.signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    assert len(boots.read_text().split()) == 2, server.stderr()  # no daemon started since
+    assert not any(alive(p) for p in pids)
+
+
 # ==========================================================================================
 # Boot deadline: --startup-timeout
 # ==========================================================================================

@@ -987,6 +987,24 @@ async def test_a_daemon_silent_for_long_is_killed(
     assert exchange.events == [BAD_GATEWAY]
 
 
+async def test_a_silent_daemon_is_killed_once_its_replacement_is_ready(
+    make_front: Callable[..., Front],
+) -> None:
+    # What runs on a stopped process gets 502 now, not after graceful_timeout and
+    # shutdown_timeout, which a stopped process cannot use.
+    front = make_front()
+    [daemon] = front.start(1)
+    [exchange] = front.submit(b"/stuck")
+    look_after(front.runner)
+    look_after(front.runner, daemon, silent=UNRESPONSIVE_AFTER)
+    assert daemon.link.unresponsive and front.killed == []
+    daemon.child.state = ChildState.RETIRING  # as the group retires it for its replacement
+    look_after(front.runner, daemon, silent=UNRESPONSIVE_AFTER + 1)
+    assert front.killed == [daemon.child]
+    daemon.link.connection_lost(None)
+    assert exchange.events == [BAD_GATEWAY]
+
+
 async def test_a_late_loop_judges_nobody(make_front: Callable[..., Front]) -> None:
     # The loop itself was held up: the PONG may be waiting unread on the socket.
     front = make_front()
