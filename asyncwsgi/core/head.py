@@ -59,9 +59,20 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # dict lookup spares the pattern on every header of every response.
 _GOOD_NAMES: dict[str, bool] = {}
 _GOOD_NAMES_MAX = 1024
+# Statuses already found good, likewise ("200 OK" on nearly every response).
+_GOOD_STATUSES: dict[str, bool] = {}
+_GOOD_STATUSES_MAX = 256
 
 
 def check_status(status: str) -> None:
+    if type(status) is str and status in _GOOD_STATUSES:
+        return
+    _check_status(status)
+    if len(_GOOD_STATUSES) < _GOOD_STATUSES_MAX:
+        _GOOD_STATUSES[status] = True
+
+
+def _check_status(status: str) -> None:
     if type(status) is not str:
         raise TypeError(f"status must be a str, not {type(status).__name__}")
     # isascii(): str.isdigit() is also true for "²" or "٢", which int() then refuses.
@@ -92,3 +103,16 @@ def check_headers(headers: Iterable[tuple[str, str]]) -> None:
         if "\n" in value or "\r" in value or "\0" in value:
             # Refuse rather than let a header value split the response.
             raise ValueError(f"invalid character in response header {item!r}")
+
+
+def seen_good(status: str, headers: list[tuple[str, str]]) -> bool:
+    """Fast path for a head of ``str`` status and ``(str, str)`` headers (as the daemon
+    wire decodes them): True if it passes :func:`check_status` and
+    :func:`check_headers` by what they have already seen; False: check it in full."""
+    if status not in _GOOD_STATUSES:
+        return False
+    good = _GOOD_NAMES
+    for name, value in headers:
+        if name not in good or "\n" in value or "\r" in value or "\0" in value:
+            return False
+    return True

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from asyncwsgi.core.body import RequestBody
 from asyncwsgi.core.exchange import LoopExchange
-from asyncwsgi.core.head import check_headers, check_status
+from asyncwsgi.core.head import check_headers, check_status, seen_good
 from asyncwsgi.daemon import wire
 from asyncwsgi.errors import BadRequestBody, ProtocolError, RequestBodyTooLarge
 from asyncwsgi.processes import Child
@@ -135,8 +135,8 @@ class FrontStream:
     def spend(self, size: int) -> None:
         """The daemon sent ``size`` response body bytes: within its credit, or it breaks
         the protocol."""
-        self.room -= size
-        if self.room < 0:
+        self.room = room = self.room - size
+        if room < 0:
             raise ProtocolError(
                 f"stream {self.id}: response body {-self.room} byte(s) over the credit granted"
             )
@@ -315,8 +315,13 @@ class DaemonLink(asyncio.Protocol):
             stream.sent = None  # the daemon took the request
             exchange = stream.exchange
             if isinstance(frame, wire.ResponseHead):
-                stream.spend(len(frame.body))
-                if not (stream.answered or stream.cancelled) and not self._head_is_valid(frame):
+                if frame.body:
+                    stream.spend(len(frame.body))
+                if (
+                    not seen_good(frame.status, frame.headers)
+                    and not (stream.answered or stream.cancelled)
+                    and not self._head_is_valid(frame)
+                ):
                     stream.answered = True
                     answer(exchange, "502 Bad Gateway")
                     if not frame.final:
@@ -405,7 +410,8 @@ class DaemonLink(asyncio.Protocol):
 
     def _head_is_valid(self, frame: wire.ResponseHead) -> bool:
         """The checks embedded mode applies to start_response, applied to a daemon's
-        response head: a daemon runs application code and is trusted no more."""
+        response head: a daemon runs application code and is trusted no more. (What
+        :func:`seen_good` passes needs no more.)"""
         try:
             check_status(frame.status)
             check_headers(frame.headers)
