@@ -10,6 +10,7 @@ answered ``error``, 2 when no server could be reached. A copy of an embedded ser
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 from collections.abc import Callable, Sequence
@@ -281,24 +282,33 @@ def copy_main() -> None:
     """
     import os
 
-    from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent
+    from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
     from asyncwsgi.server import run
-    from asyncwsgi.server.supervisor import COPY_ENV, config_from_copy_settings
+    from asyncwsgi.server.supervisor import COPY_ENV, config_from_copy_settings, report_files
 
-    config, ready_fd, parent = config_from_copy_settings(os.environ.pop(COPY_ENV))
-    die_with_parent(parent)
+    settings = config_from_copy_settings(os.environ.pop(COPY_ENV))
+    config, fd = settings.config, settings.report_fd
+    die_with_parent(settings.parent)
     setup_logging(config.log_level)
     _set_title("asyncwsgi: server copy")
     _raise_fd_limit(2 * config.max_connections + 64)
 
     def ready(addresses: list[str]) -> None:
-        os.write(ready_fd, b"R")
-        os.close(ready_fd)
+        report(fd, ready=True)
+        if settings.report_files:
+            report_files(fd, settings.site_packages)
 
     try:
         run(config=config, ready=ready)
     except ScriptLoadError as exc:
-        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        # Logged once, with the traceback; the supervisor shows the message in status.
+        report(fd, error=str(exc))
+        cause = exc.__cause__
+        logging.getLogger("asyncwsgi.error").error(
+            "server copy: %s",
+            exc,
+            exc_info=(type(cause), cause, cause.__traceback__) if cause is not None else None,
+        )
         sys.exit(EXIT_BOOT_FAILED)
     except KeyboardInterrupt:
         pass

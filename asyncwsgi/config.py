@@ -30,6 +30,7 @@ from asyncwsgi.settings import (
     Choice,
     Count,
     Flag,
+    Globs,
     Seconds,
     Text,
     option,
@@ -186,6 +187,41 @@ class Config(ProcessSettings):
         "check the script on each request and reload it when it changed",
         site=EVERY_MOUNT,
     )
+    reload_failure: str = option(
+        "keep",
+        Choice("keep", "error"),
+        "a script that fails to re-load: keep the last version that loaded serving (logged "
+        "once, shown by status), or answer 500 until the file changes again (mod_wsgi's way)",
+    )
+    reload_on_changes: bool = option(
+        False,
+        Flag(),
+        "watch every source file the application imported (outside the standard library "
+        "and site-packages) and the --reload-extra files; a change replaces the processes "
+        "that run it one at a time, each replacement ready before the process it replaces "
+        "stops (embedded mode then runs its copies under a supervisor)",
+        negatable=True,
+        site=NOT_WITH_SITE,
+        site_hint="not yet with a config file; give the mounts' groups a SIGHUP or "
+        "'python -m asyncwsgi reload' after a change",
+    )
+    reload_extra: tuple[str, ...] = option(
+        (),
+        Globs(),
+        "with --reload-on-changes: also watch the files this glob matches (relative to the "
+        "script's folder; ** spans folders), e.g. 'templates/**/*.html'; repeatable",
+        repeatable=True,
+        site=NOT_WITH_SITE,
+        site_hint="--reload-on-changes is not yet for config files",
+    )
+    reload_site_packages: bool = option(
+        False,
+        Flag(),
+        "with --reload-on-changes: watch modules imported from site-packages too",
+        negatable=True,
+        site=NOT_WITH_SITE,
+        site_hint="--reload-on-changes is not yet for config files",
+    )
     root_path: str = option(
         "",
         Text("a path", metavar="PATH", rule=settings.mount_point),
@@ -327,6 +363,19 @@ def _application(config: Config) -> None:
         )
 
 
+def _reload_on_changes(config: Config) -> None:
+    if not config.reload_on_changes:
+        for name in ("reload_extra", "reload_site_packages"):
+            if getattr(config, name) != default(name):
+                raise ConfigError(f"{name}: applies with reload_on_changes only")
+        return
+    if not isinstance(config.app, str) and config.site is None:
+        raise ConfigError(
+            "reload_on_changes: the application is imported anew by the processes that "
+            "replace the old ones, so it needs a script path or 'module:attr', not a callable"
+        )
+
+
 def _tls(config: Config) -> None:
     if config.keyfile and not config.certfile:
         raise ConfigError("keyfile: given without certfile")
@@ -352,4 +401,10 @@ def _site(config: Config) -> None:
             raise ConfigError(f"{item.name}: not with a config file; {item.option.site_hint}")
 
 
-_RULES: tuple[Callable[[Config], None], ...] = (_application, _tls, _daemon_only, _site)
+_RULES: tuple[Callable[[Config], None], ...] = (
+    _application,
+    _reload_on_changes,
+    _tls,
+    _daemon_only,
+    _site,
+)

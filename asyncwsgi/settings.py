@@ -309,6 +309,30 @@ class Binds(Kind[tuple[BindAddress, ...]]):
         return " ".join(str(b) for b in value)
 
 
+class Globs(Kind[tuple[str, ...]]):
+    """File name patterns (``--reload-extra`` is repeatable)."""
+
+    describe = "a glob pattern, or several"
+    metavar = "GLOB"
+
+    def check(self, value: object) -> tuple[str, ...]:
+        items: Any = (value,) if isinstance(value, str) else value
+        try:
+            patterns = tuple(items)
+        except TypeError:
+            raise self._wrong(value) from None
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise ValueError(f"{pattern!r} is not a glob pattern")
+        return patterns
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return self.check(text)
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return " ".join(value)
+
+
 # --------------------------------------------------------------------------------------
 # Declaring settings
 # --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,3 +174,33 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, by
             raise ConnectionError("closed inside the body")
         rest += data
     return status, headers, rest[:length]
+
+
+@pytest.fixture
+def control_path() -> Iterator[Path]:
+    """A control socket path short enough for AF_UNIX (pytest's tmp_path can be too long),
+    in a fresh folder only this user can use; removed after the test."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="aw-"))
+    yield folder / "c.sock"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def control_status(path: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """The server's ``status`` answer (JSON), over its control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(b"status\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode()
+    assert text.startswith("ok "), text
+    result: dict[str, Any] = json.loads(text[3:])
+    return result

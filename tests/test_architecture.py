@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"errors"},
     "control": {"errors"},
     "logs": set(),
-    "processes": {"errors", "config"},
+    "notify": set(),
+    "processes": {"errors", "config", "notify"},
     # HTTP knows the request core, never the WSGI bridge or what runs the application.
     "http": {"errors", "core"},
     # The WSGI bridge and the script loader know no transport.
@@ -44,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "sites.runner": _VALUES | {"core", "wsgi", "scripts", "daemon", "sites"},
     "asgi": _VALUES | {"core", "wsgi", "scripts", "daemon"},
     "server": _VALUES
-    | {"core", "http", "wsgi", "scripts", "daemon", "sites", "processes", "control"},
+    | {"core", "http", "wsgi", "scripts", "daemon", "sites", "processes", "control", "notify"},
 }
 ALLOWED_ANYTHING = {"cli", "__main__", "__init__"}  # the top: they wire the rest
 MAX_LINES = 700

@@ -490,7 +490,15 @@ def test_settings_a_site_gives_itself(name: str, value: Any, hint: str) -> None:
 
 def test_the_refused_settings_are_exactly_those_marked() -> None:
     marked = {e.name for e in table(Config) if e.option.site == settings.NOT_WITH_SITE}
-    assert marked == {"processes", "root_path", "mode", "group"}
+    assert marked == {
+        "processes",
+        "root_path",
+        "mode",
+        "group",
+        "reload_on_changes",
+        "reload_extra",
+        "reload_site_packages",
+    }
     assert all(e.option.site_hint for e in table(Config) if e.name in marked)
 
 
@@ -589,6 +597,13 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "mode": (["--mode", "daemon"], "daemon"),
         "group": (["--group", "g1"], "g1"),
         "control_socket": (["--control-socket", "none"], "none"),
+        "reload_failure": (["--reload-failure", "error"], "error"),
+        "reload_on_changes": (["--reload-on-changes"], True),
+        "reload_extra": (
+            ["--reload-extra", "templates/*.html", "--reload-extra", "*.toml"],
+            ("templates/*.html", "*.toml"),
+        ),
+        "reload_site_packages": (["--reload-site-packages"], True),
     }
 
 
@@ -598,6 +613,8 @@ def needed_with(name: str, pem: str) -> dict[str, list[str]]:
         return {"mode": ["--mode", "daemon"]}
     if name == "keyfile":
         return {"certfile": ["--certfile", pem]}
+    if name in ("reload_extra", "reload_site_packages"):
+        return {"reload_on_changes": ["--reload-on-changes"]}
     return {}
 
 

@@ -39,6 +39,7 @@ logger = logging.getLogger("asyncwsgi.error")
 # The server's own default (see the settings table in asyncwsgi.config).
 DEFAULT_THREADS: int = default("threads")
 DEFAULT_CALLABLE: str = default("callable")
+DEFAULT_RELOAD_FAILURE: str = default("reload_failure")
 
 
 class WSGIApp:
@@ -58,8 +59,10 @@ class WSGIApp:
         threads: int = DEFAULT_THREADS,
         callable: str = DEFAULT_CALLABLE,
         daemon: object = None,
+        reload_failure: str = DEFAULT_RELOAD_FAILURE,
     ) -> None:
         check_setting("script_reloading", script_reloading)
+        check_setting("reload_failure", reload_failure)
         check_setting("threads", threads)
         check_setting("callable", callable)
         self.threads = threads
@@ -100,7 +103,12 @@ class WSGIApp:
             if not target:
                 raise ConfigError("app: give a script path, package.module:attr or a callable")
             if is_script_path(target):
-                source = ScriptSource(target, callable_name=callable, reloading=script_reloading)
+                source = ScriptSource(
+                    target,
+                    callable_name=callable,
+                    reloading=script_reloading,
+                    keep_last_good=reload_failure == "keep",
+                )
             else:
                 source = StaticSource(load_target(target, callable))
         elif builtins.callable(app):

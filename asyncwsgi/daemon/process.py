@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from queue import SimpleQueue
 from types import FrameType
@@ -49,8 +49,9 @@ from asyncwsgi.errors import (
     ScriptLoadError,
 )
 from asyncwsgi.logs import setup_logging
-from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent
+from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
+from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import trust_for
@@ -132,8 +133,10 @@ class Daemon:
         multiprocess: bool,
         forwarded_allow_ips: str,
         send_timeout: float = config.default("send_timeout"),
+        on_ping: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
+        self.on_ping = on_ping  # the reader thread calls it on each PING
         self.app = app
         self.events = events
         self.group = group
@@ -349,6 +352,8 @@ class Daemon:
                 stream.on_body_error(frame.reason, frame.detail)
         elif isinstance(frame, wire.Ping):
             self._send_quietly(wire.encode_pong(frame.value))
+            if self.on_ping is not None:
+                self.on_ping()
         elif isinstance(frame, wire.Drain):
             with self._jobs_lock:
                 self.draining = True
@@ -412,6 +417,11 @@ class DaemonSpec:
     request_window: int = DEFAULT_REQUEST_WINDOW
     title: str = ""  # the process title; default "asyncwsgi: daemon GROUP"
     parent: int = 0  # the front's pid: this process exits when it dies (0: not watched)
+    # The group's report pipe (inherited; -1: none): why the import failed, and with
+    # --reload-on-changes the source files imported (after the import, then on PINGs).
+    report_fd: int = -1
+    report_files: bool = False
+    site_packages: bool = False  # report modules from site-packages too
 
     def __post_init__(self) -> None:
         for name in ("threads", "request_window"):
@@ -481,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = _load(spec.app, spec.callable)
     except ScriptLoadError as exc:
+        report(spec.report_fd, error=str(exc))
         cause = exc.__cause__
         logger.error(
             "daemon %r: %s",
@@ -492,6 +503,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Until now SIGTERM kept its default action: stopping in the middle of an import has
     # nothing to clean up, while a handler's exception would pass for a broken script.
     signal.signal(signal.SIGTERM, enqueue)
+    on_ping = None
+    if spec.report_files:
+        imported = ImportedFiles(site_packages=spec.site_packages)
+
+        def on_ping() -> None:
+            new = imported.new()
+            if new:
+                report(spec.report_fd, files=new)
+
+        on_ping()
     daemon = Daemon(
         sock,
         app,
@@ -503,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         multiprocess=spec.multiprocess,
         forwarded_allow_ips=spec.forwarded_allow_ips,
         send_timeout=spec.send_timeout,
+        on_ping=on_ping,
     )
     status, at_once = daemon.run()
     if at_once:

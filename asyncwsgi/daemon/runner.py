@@ -38,6 +38,7 @@ from asyncwsgi.core.exchange import LoopExchange
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.link import DaemonLink, answer
 from asyncwsgi.processes import Child, ChildState, ProcessGroup
+from asyncwsgi.scripts.changes import ChangeWatcher, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
 
@@ -65,6 +66,9 @@ class DaemonRunner:
         script_name: str = "",
         title: str = "",
         send_timeout: float = config.default("send_timeout"),
+        reload_on_changes: bool = False,
+        reload_extra: tuple[str, ...] = (),
+        reload_site_packages: bool = False,
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
@@ -77,6 +81,15 @@ class DaemonRunner:
         self.log_level = log_level
         self.request_timeout = settings.request_timeout
         self.send_timeout = send_timeout
+        self.reload_site_packages = reload_site_packages
+        self.watcher: ChangeWatcher | None = None
+        if reload_on_changes:
+            self.watcher = ChangeWatcher(
+                self._files_changed, globs=reload_extra, base=script_folder(self.app)
+            )
+            if self.script_reloading:
+                # The per-request check owns the script: one restart per change.
+                self.watcher.exclude([self.script])
         self.group = ProcessGroup(
             group,
             self,
@@ -84,6 +97,7 @@ class DaemonRunner:
             kind="daemon",
             target=app,
             on_change=self.slot_freed,
+            on_files=self.watcher.add if self.watcher is not None else None,
         )
         self.multiprocess = settings.processes > 1
         self.queue: deque[LoopExchange] = deque()
@@ -106,11 +120,15 @@ class DaemonRunner:
             self._script_key = stat_key(self.script)
         self._last_look = time.monotonic()
         self._liveness = self._loop.call_later(PING_INTERVAL, self._check_liveness)
+        if self.watcher is not None:
+            self.watcher.start()
         await self.group.start()
         if self.request_timeout:
             self._timer = self._loop.call_later(self._timeout_interval, self._check_timeouts)
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
         for timer in (self._timer, self._liveness):
             if timer is not None:
                 timer.cancel()
@@ -145,9 +163,14 @@ class DaemonRunner:
                     title=self.title,
                     send_timeout=self.send_timeout,
                     parent=os.getpid(),
+                    report_fd=child.report_fd,
+                    report_files=self.watcher is not None,
+                    site_packages=self.reload_site_packages,
                 )
             )
-            process = subprocess.Popen(argv, pass_fds=[back.fileno()], stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                argv, pass_fds=[back.fileno(), child.report_fd], stdin=subprocess.DEVNULL
+            )
         except BaseException:
             front.close()
             raise
@@ -271,6 +294,12 @@ class DaemonRunner:
         self.group.restart(f"WSGI script {self.script!r} changed")
         self.slot_freed()
 
+    def _files_changed(self, paths: list[str]) -> None:
+        shown = ", ".join(repr(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        self._failure_logged = False
+        self.group.restart(f"{shown} changed")
+        self.slot_freed()
+
     # -- what the server drives ----------------------------------------------------------
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
@@ -287,6 +316,8 @@ class DaemonRunner:
             "failed": group.failed,
             # A generation whose replacement did not boot in time (0: none).
             "given_up": group.given_up,
+            # The replacement that could not boot, while older processes serve.
+            "degraded": group.degraded,
             "restarts": group.restarts,
             "queued": len(self.queue),
             "processes": [

@@ -37,6 +37,9 @@ logger = logging.getLogger("asyncwsgi.error")
 # A response may be sent while the request body is still arriving; the connection stays
 # usable only if what is left of the body is small enough to read and throw away.
 _DRAIN_LIMIT = 64 * 1024
+# At shutdown an idle keep-alive connection gets this long (s) to send a request already
+# on its way (answered with "Connection: close"); closing at once would reset it.
+LAST_CALL = 0.5
 _OWS = (0x20, 0x09)  # space, horizontal tab
 
 
@@ -570,10 +573,10 @@ class HttpProtocol(asyncio.Protocol):
             self._check_head(now)
         if self._active is not None or self._queue or self.disconnected:
             return
-        if self.state.shutting_down and not self._in_message:
+        deadline = self.deadline
+        if self.state.shutting_down and not self._in_message and now >= deadline:
             self._close()
             return
-        deadline = self.deadline
         if deadline and now >= deadline and not self._in_message:
             self.deadline = 0.0
             self._close()
@@ -681,9 +684,17 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Close now if idle; otherwise after the requests already read are answered."""
+        """Close after the requests already read are answered; if idle, after a last
+        call of :data:`LAST_CALL` seconds for a request already on its way."""
         with self.lock:
             self.closing = True
             idle = self._active is None and not self._queue and not self._in_message
         if idle:
+            self.deadline = time.monotonic() + LAST_CALL
+            asyncio.get_running_loop().call_later(LAST_CALL, self._last_call_over)
+
+    def _last_call_over(self) -> None:
+        with self.lock:
+            idle = self._active is None and not self._queue and not self._in_message
+        if idle and not self.disconnected:
             self._close()

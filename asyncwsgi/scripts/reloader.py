@@ -9,7 +9,9 @@ The rules (docs/DESIGN.md, "Script reloading"):
 * A change re-imports the script in the request that saw it; exactly one import per change.
   Requests that see the change while the import runs wait for it and get the new code.
 * A failed load is remembered with the stat it was seen at: until the file changes again,
-  requests get the error without a new import and without a new log entry.
+  no new import and no new log entry. Meanwhile the last version that loaded keeps
+  serving (``keep_last_good``, the default), or requests get the error (500, mod_wsgi's
+  behaviour); :attr:`ScriptSource.degraded` says which failure, since when.
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ class ScriptSource:
         callable_name: str = "application",
         reloading: bool = True,
         mode: str = "embedded",
+        keep_last_good: bool = True,
     ) -> None:
         self.path = os.path.abspath(path)
         self.callable_name = callable_name
         self.reloading = reloading
         self.mode = mode
+        self.keep_last_good = keep_last_good
         self.imports = 0
+        # The failure the last good version is serving through (None: none).
+        self.degraded: dict[str, object] | None = None
         self._watch = FileWatch(self.path)
         self._lock = threading.Lock()  # one load at a time
         self._generation = 0  # bumped by force_reload()
@@ -65,6 +71,8 @@ class ScriptSource:
         _, app = load_script(self.path, callable_name)  # at start-up, errors propagate
         self.imports += 1
         self._current = _Loaded(app, None, key, taken_at, 0)
+        self._good = app
+        self._good_at = time.time()
 
     @property
     def stat_calls(self) -> int:
@@ -127,12 +135,8 @@ class ScriptSource:
             if key is None and self.reloading:
                 error = ScriptLoadError(self.path, "the script file does not exist")
                 if current.key is not None or current.error is None:
-                    logger.error(
-                        "WSGI script '%s' has vanished; answering 500",
-                        self.path,
-                    )
-                self._current = _Loaded(None, error, None, taken_at, generation)
-                raise error
+                    logger.error("WSGI script '%s' has vanished; %s", self.path, self._fallback)
+                return self._failed(error, None, taken_at, generation)
             started = time.perf_counter()
             sys.modules.pop(module_name_for(self.path), None)
             self.imports += 1
@@ -140,20 +144,37 @@ class ScriptSource:
                 _, app = load_script(self.path, self.callable_name)
             except ScriptLoadError as exc:
                 logger.error(
-                    "Failed to reload WSGI script '%s' (%s mode): %s",
+                    "Failed to reload WSGI script '%s' (%s mode): %s; %s",
                     self.path,
                     self.mode,
                     exc.message,
+                    self._fallback,
                     exc_info=exc.__cause__ or exc,
                 )
-                self._current = _Loaded(None, exc, key, taken_at, generation)
-                raise
+                return self._failed(exc, key, taken_at, generation)
             elapsed = (time.perf_counter() - started) * 1000
             logger.info(
                 "Reloading WSGI script '%s' (%s mode, %.1f ms)", self.path, self.mode, elapsed
             )
             self._current = _Loaded(app, None, key, taken_at, generation)
+            self._good, self._good_at, self.degraded = app, time.time(), None
             return app
+
+    @property
+    def _fallback(self) -> str:
+        if self.keep_last_good:
+            loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._good_at))
+            return f"the version loaded at {loaded} keeps serving"
+        return "answering 500 until it changes"
+
+    def _failed(
+        self, error: ScriptLoadError, key: StatKey | None, taken_at: float, generation: int
+    ) -> WSGIApplication:
+        # Remembered with the stat it was seen at: no new import until the file changes.
+        kept = self._good if self.keep_last_good else None
+        self._current = _Loaded(kept, error, key, taken_at, generation)
+        self.degraded = {"error": str(error), "since": time.time(), "last_good": self._good_at}
+        return self._result(self._current)
 
 
 class StaticSource:
@@ -162,6 +183,7 @@ class StaticSource:
     def __init__(self, app: WSGIApplication) -> None:
         self.app = app
         self.stat_calls = 0
+        self.degraded: dict[str, object] | None = None  # never: nothing re-loads
 
     def ticket(self) -> None:
         return None

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from asyncwsgi import notify
 from asyncwsgi.config import Config
 from asyncwsgi.control import ControlError, ControlServer, resolve_control_path
 from asyncwsgi.errors import ConfigError
@@ -96,8 +97,9 @@ class Host:
         if not self.started:
             logger.info("received SIGHUP while starting; nothing to restart yet")
             return
-        for restart in self.restarts("received SIGHUP").values():
-            restart()
+        with notify.reloading():
+            for restart in self.restarts("received SIGHUP").values():
+                restart()
 
     # -- the control socket ------------------------------------------------------------
 
@@ -141,11 +143,10 @@ class Host:
     def reload(self, group: str | None) -> str:
         """``reload [GROUP]``: restart one group, or every one."""
         groups = self.restarts("reload requested on the control socket")
-        if group is None:
-            for restart in groups.values():
-                restart()
-            return "ok reloading " + " ".join(groups)
-        if group not in groups:
+        if group is not None and group not in groups:
             return f"error no process group named {group!r} (groups: {', '.join(groups)})"
-        groups[group]()
-        return f"ok reloading {group}"
+        with notify.reloading():
+            for name, restart in groups.items():
+                if group is None or name == group:
+                    restart()
+        return "ok reloading " + (group or " ".join(groups))

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asyncwsgi import notify
 from asyncwsgi.config import Config
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.server.host import SIGNALS, Host
@@ -47,7 +48,8 @@ async def serve(
     """
     config = _config(app, config, **options)
     host: Host
-    if config.mode == "embedded" and config.processes > 1:
+    if config.mode == "embedded" and (config.processes > 1 or config.reload_on_changes):
+        # --reload-on-changes replaces copies of the server, even a single one.
         host = Supervisor(config)
     else:
         host = Server(config)
@@ -73,7 +75,9 @@ async def run_host(
         if started:
             if ready is not None:
                 ready(host.addresses)
+            notify.ready()
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            notify.stopping()
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -65,7 +65,12 @@ def make_source(config: Config) -> ScriptSource | StaticSource:
     if not isinstance(app, str):
         return StaticSource(app)
     if is_script_path(app):
-        return ScriptSource(app, callable_name=config.callable, reloading=config.script_reloading)
+        return ScriptSource(
+            app,
+            callable_name=config.callable,
+            reloading=config.script_reloading,
+            keep_last_good=config.reload_failure == "keep",
+        )
     return StaticSource(load_target(app, config.callable))
 
 
@@ -97,7 +102,8 @@ class EmbeddedRunner(WSGIRunner):
         return {"embedded": force}
 
     def status(self) -> dict[str, Any]:
-        return {}
+        # A script that failed to re-load, while the last good version serves (or 500s).
+        return {"degraded": self.source.degraded}
 
     def stop_note(self) -> str:
         return f"{self.source.stat_calls} stat(s) of the WSGI script"
@@ -120,5 +126,8 @@ def make_runner(config: Config) -> Runner:
             forwarded_allow_ips=config.forwarded_allow_ips,
             log_level=config.log_level,
             send_timeout=config.send_timeout,
+            reload_on_changes=config.reload_on_changes,
+            reload_extra=config.reload_extra,
+            reload_site_packages=config.reload_site_packages,
         )
     return EmbeddedRunner(config)

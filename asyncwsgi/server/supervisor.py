@@ -23,7 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncwsgi.config import Config, ProcessSettings
-from asyncwsgi.processes import Child, ChildState, ProcessGroup
+from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
+from asyncwsgi.scripts.changes import ChangeWatcher, script_folder
+from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.server.host import Host
 from asyncwsgi.server.sockets import describe, open_socket, systemd_sockets
 from asyncwsgi.settings import BindAddress
@@ -35,69 +37,89 @@ COPY_ENV = "ASYNCWSGI_COPY"
 _COPY_MAIN = "from asyncwsgi.cli import copy_main; copy_main()"
 
 
-def copy_settings(config: Config, binds: list[BindAddress], ready_fd: int) -> str:
-    """The JSON a copy is started with: the config, its sockets and its READY pipe."""
+def copy_settings(config: Config, binds: list[BindAddress], report_fd: int) -> str:
+    """The JSON a copy is started with: the config, its sockets and its report pipe."""
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     fields["bind"] = [dataclasses.asdict(b) for b in binds]
     fields["processes"] = 1
     fields["control_socket"] = "none"
-    return json.dumps({"config": fields, "ready_fd": ready_fd, "parent": os.getpid()})
+    if config.reload_on_changes:
+        # The supervisor watches every file, the script included, and replaces copies;
+        # a copy only reports what it imported, and does not re-import the script itself.
+        fields["script_reloading"] = False
+        fields["reload_on_changes"] = False
+        fields["reload_extra"] = ()
+        fields["reload_site_packages"] = False
+    return json.dumps(
+        {
+            "config": fields,
+            "report_fd": report_fd,
+            "parent": os.getpid(),
+            "report_files": config.reload_on_changes,
+            "site_packages": config.reload_site_packages,
+        }
+    )
 
 
-def config_from_copy_settings(text: str) -> tuple[Config, int, int]:
-    """The config, READY pipe and parent (the supervisor's pid) of :func:`copy_settings`."""
+@dataclasses.dataclass(frozen=True)
+class CopySettings:
+    """What a copy finds in its environment (see :func:`copy_settings`)."""
+
+    config: Config
+    report_fd: int
+    parent: int  # the supervisor's pid
+    report_files: bool  # report the source files it imports (--reload-on-changes)
+    site_packages: bool  # from site-packages too
+
+
+def config_from_copy_settings(text: str) -> CopySettings:
     data = json.loads(text)
     fields = data["config"]
     fields["bind"] = tuple(BindAddress(**b) for b in fields["bind"])
-    return Config.build(**fields), int(data["ready_fd"]), int(data["parent"])
+    return CopySettings(
+        Config.build(**fields),
+        int(data["report_fd"]),
+        int(data["parent"]),
+        bool(data["report_files"]),
+        bool(data["site_packages"]),
+    )
+
+
+def report_files(fd: int, site_packages: bool) -> None:
+    """Copy side (``--reload-on-changes``): report the source files imported, now and
+    each second after (an application may import more as it serves)."""
+    files = ImportedFiles(site_packages=site_packages)
+    loop = asyncio.get_running_loop()
+
+    def look() -> None:
+        new = files.new()
+        if new:
+            report(fd, files=new)
+        loop.call_later(REPORT_INTERVAL, look)
+
+    look()
 
 
 class CopyLauncher:
-    """Starts copies of the server for the pool manager; a copy says READY on a pipe."""
+    """Starts copies of the server for the pool manager; a copy reports READY (and, with
+    ``--reload-on-changes``, the files it imported) on its report pipe."""
 
     def __init__(self, config: Config, binds: list[BindAddress], pass_fds: list[int]) -> None:
         self.config = config
         self.binds = binds
         self.pass_fds = pass_fds
-        self.loop = asyncio.get_running_loop()
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
-        read_end, write_end = os.pipe()
-        env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
-        env[COPY_ENV] = copy_settings(self.config, self.binds, write_end)
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _COPY_MAIN],
-                pass_fds=[*self.pass_fds, write_end],
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        child.data = read_end
-        self.loop.add_reader(read_end, self._readable, child)
-        return process
-
-    def _readable(self, child: Child) -> None:
-        fd: int = child.data
-        try:
-            data = os.read(fd, 64)
-        except OSError:
-            data = b""
-        if data.startswith(b"R"):
-            child.group.ready(child)
-        if not data or data.startswith(b"R"):
-            self._close_pipe(child)
-
-    def _close_pipe(self, child: Child) -> None:
-        fd = child.data
-        if isinstance(fd, int) and fd >= 0:
-            self.loop.remove_reader(fd)
-            os.close(fd)
-            child.data = -1
+        # The supervisor alone speaks to systemd (sockets, READY=1).
+        skip = ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET")
+        env = {k: v for k, v in os.environ.items() if k not in skip}
+        env[COPY_ENV] = copy_settings(self.config, self.binds, child.report_fd)
+        return subprocess.Popen(
+            [sys.executable, "-c", _COPY_MAIN],
+            pass_fds=[*self.pass_fds, child.report_fd],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
 
     def retire(self, child: Child) -> None:
         # A copy shuts down gracefully on SIGTERM: stops accepting, finishes its requests.
@@ -106,7 +128,7 @@ class CopyLauncher:
                 child.process.send_signal(signal.SIGTERM)
 
     def exited(self, child: Child) -> None:
-        self._close_pipe(child)
+        """Nothing held: the group closes the report pipe."""
 
 
 class Supervisor(Host):
@@ -118,13 +140,18 @@ class Supervisor(Host):
         super().__init__(config)
         self.sockets: list[socket.socket] = []
         self.group: ProcessGroup | None = None
+        self.watcher: ChangeWatcher | None = None
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         def every_copy() -> None:
             logger.info("%s; passing it to every server copy", reason)
             self.send_all(signal.SIGHUP)
 
-        return {"embedded": every_copy}
+        def replace_copies() -> None:
+            assert self.group is not None
+            self.group.restart(reason)
+
+        return {"embedded": replace_copies if self.config.reload_on_changes else every_copy}
 
     def status(self) -> dict[str, Any]:
         group = self.group
@@ -133,16 +160,28 @@ class Supervisor(Host):
             "mode": "embedded",
             "app": str(self.config.app),
             "addresses": self.addresses,
+            "generation": group.generation if group else 0,
+            "degraded": group.degraded if group else None,
+            "failed": group.failed if group else False,
             "copies": [
-                {"pid": w.pid, "state": w.state.value} for w in (group.children if group else [])
+                {"pid": w.pid, "generation": w.generation, "state": w.state.value}
+                for w in (group.children if group else [])
             ],
         }
+
+    def _files_changed(self, paths: list[str]) -> None:
+        assert self.group is not None
+        shown = ", ".join(repr(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        self.group.restart(f"{shown} changed")
 
     async def start(self) -> None:
         binds = systemd_sockets() or list(self.config.bind)
         copy_binds: list[BindAddress] = []
         for address in binds:
-            if address.kind == "tcp":
+            # Copies replaced one at a time share one socket: connections queued on it
+            # are accepted by whichever copy is up (a SO_REUSEPORT socket closing with
+            # its copy would reset the connections queued on it).
+            if address.kind == "tcp" and not self.config.reload_on_changes:
                 # Hold the port; each copy listens on its own SO_REUSEPORT socket.
                 held = dataclasses.replace(address, reuse_port=True)
                 sock = open_socket(held, self.config.backlog, listen=False)
@@ -159,12 +198,20 @@ class Supervisor(Host):
             copy_binds,
             [b.fd for b in copy_binds if b.kind == "fd"],
         )
+        if self.config.reload_on_changes:
+            self.watcher = ChangeWatcher(
+                self._files_changed,
+                globs=self.config.reload_extra,
+                base=script_folder(str(self.config.app)),
+            )
+            self.watcher.start()
         self.group = ProcessGroup(
             "server",
             launcher,
             ProcessSettings.of(self.config),
             kind="embedded",
             target=str(self.config.app),
+            on_files=self.watcher.add if self.watcher is not None else None,
         )
         await self.group.start()
         await self.open_control()
@@ -180,6 +227,8 @@ class Supervisor(Host):
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
         await self.close_control()
         if self.group is not None:
             await self.group.close()

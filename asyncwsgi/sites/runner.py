@@ -207,6 +207,7 @@ class SiteRunner:
     def __init__(self, config: Config, site: Site) -> None:
         self.config = config
         self.site = site
+        self.keep_last_good = config.reload_failure == "keep"
         self.loop = asyncio.get_running_loop()
         self.pool = ThreadPool(config.threads)
         self.sources: dict[tuple[str, str], ScriptSource] = {}
@@ -249,7 +250,12 @@ class SiteRunner:
             source = self.sources.get(key)
             if source is None:
                 try:
-                    source = ScriptSource(mount.script, callable_name=callable_name, reloading=True)
+                    source = ScriptSource(
+                        mount.script,
+                        callable_name=callable_name,
+                        reloading=True,
+                        keep_last_good=self.keep_last_good,
+                    )
                 except ScriptLoadError as exc:  # nothing listens yet
                     raise ScriptLoadError(
                         exc.target, f"{exc.message} (WSGIScriptAlias at {mount.origin})"
@@ -372,6 +378,11 @@ class SiteRunner:
         embedded = sum(self._script_stats(key) for key in self.sources)
         return embedded + sum(runner.stat_calls for runner in self.groups.values())
 
+    def _script_degraded(self, mount: SiteMount) -> dict[str, object] | None:
+        if mount.daemons is not None:
+            return mount.daemons.group.degraded
+        return self.sources[(mount.config.script, mount.settings["callable"].value)].degraded
+
     def _script_stats(self, key: tuple[str, str]) -> int:
         return self.sources[key].stat_calls - self._initial_stats[key]
 
@@ -393,6 +404,7 @@ class SiteRunner:
                     "broken": str(mount.broken) if mount.broken is not None else None,
                     "requests": mount.requests,
                     "script_stats": stats,
+                    "degraded": self._script_degraded(mount),
                     "htaccess_stats": mount.watch.stat_calls if mount.watch else 0,
                 }
             )

@@ -920,10 +920,13 @@ def test_reload_in_the_same_request_once_per_change(tmp_path: Path, backend: str
         bridge.close()
 
 
-def test_a_broken_reload_answers_500_until_fixed(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("keep", [False, True], ids=["error", "keep"])
+def test_a_broken_reload_answers_500_or_the_last_good_version_until_fixed(
+    tmp_path: Path, backend: str, keep: bool
+) -> None:
     script = tmp_path / "app.wsgi"
     write_script(script, "v1")
-    bridge = WSGIApp(script, threads=2)
+    bridge = WSGIApp(script, threads=2, reload_failure="keep" if keep else "error")
     source: Any = bridge.source
 
     async def main() -> None:
@@ -935,8 +938,11 @@ def test_a_broken_reload_answers_500_until_fixed(tmp_path: Path, backend: str) -
             imports = source.imports
             for _ in range(3):
                 response = await c.get("/")
-                assert response.status_code == 500
-                assert response.text == "Internal Server Error\n"
+                if keep:
+                    assert response.status_code == 200 and response.text == "v1"
+                else:
+                    assert response.status_code == 500
+                    assert response.text == "Internal Server Error\n"
             assert source.imports == imports + 1  # the failure is remembered
             write_script(script, "v2")
             assert (await c.get("/")).text == "v2"

@@ -28,7 +28,7 @@ import pytest
 from asyncwsgi.config import Config
 from asyncwsgi.errors import BadRequestBody, ClientDisconnected
 from asyncwsgi.http.exchange import CONTINUE, HttpExchange
-from asyncwsgi.http.protocol import HttpProtocol
+from asyncwsgi.http.protocol import LAST_CALL, HttpProtocol
 from asyncwsgi.http.state import ServerState
 from asyncwsgi.server.server import http_limits
 
@@ -926,11 +926,25 @@ async def test_half_closed_client_gets_its_response_then_the_connection_closes(
     assert conn.transport.closed
 
 
-async def test_shutdown_closes_an_idle_connection_at_once(harness: Harness) -> None:
+async def test_shutdown_gives_an_idle_connection_a_last_call(harness: Harness) -> None:
+    # A request already on its way when the server stops is answered, with
+    # "Connection: close"; with none, the connection closes after LAST_CALL.
     conn = harness.open(LoopRunner(hello))
     conn.feed(get("/"))
+    conn.transport.data.clear()
     conn.protocol.shutdown()
+    assert not conn.transport.closed
+    conn.feed(get("/"))
+    response = one_response(conn.out)
+    assert (response.status, response.closes) == (200, True)
     assert conn.transport.closed
+
+    idle = harness.open(LoopRunner(hello))
+    idle.feed(get("/"))
+    idle.protocol.shutdown()
+    assert not idle.transport.closed
+    await asyncio.sleep(LAST_CALL + 0.1)
+    assert idle.transport.closed
 
 
 async def test_shutdown_closes_a_busy_connection_after_its_response(harness: Harness) -> None:

@@ -2,13 +2,13 @@
 child processes.
 
 A test :class:`PipeLauncher` starts tiny ``python -c`` children that follow a
-:class:`Plan`: say READY (write ``R`` on an inherited pipe, read with ``loop.add_reader`` as
-``CopyLauncher`` does) after a delay or never, exit with a given status (``EXIT_BOOT_FAILED``,
-a crash, a signal), and exit on SIGTERM or ignore it. The launcher records every spawn,
-READY, retire and exit, and the group's ``on_change`` plus a sampling task record the
-children's states, so the tests check what the group did at every moment, not only at
-the end. Timeouts are small (half a second) and every wait polls a condition with a
-deadline (:func:`until`); nothing sleeps a fixed time.
+:class:`Plan`: say READY (a ``{"ready": true}`` report on the group's report pipe, as a
+server copy does) after a delay or never, report why it could not boot, exit with a given
+status (``EXIT_BOOT_FAILED``, a crash, a signal), and exit on SIGTERM or ignore it. The
+launcher records every spawn, READY, retire and exit, and the group's ``on_change`` plus a
+sampling task record the children's states, so the tests check what the group did at every
+moment, not only at the end. Timeouts are small (half a second) and every wait polls a
+condition with a deadline (:func:`until`); nothing sleeps a fixed time.
 
 Every child has ``MARKER`` on its command line: the fixtures check that none is left
 running, and a child whose parent (this test process) dies exits by itself.
@@ -40,11 +40,12 @@ MARKER = f"asyncwsgi-test-processes-{os.getpid()}"
 GRACE = 0.5  # graceful_timeout and shutdown_timeout of every group here
 READY, STARTING, RETIRING = ChildState.READY, ChildState.STARTING, ChildState.RETIRING
 
-# argv: MARKER, tag, fd, ready_after, exit_after, status, on_term ("exit" or "ignore");
-# a negative delay is "never", a negative status is "killed by that signal".
+# argv: MARKER, tag, fd, ready_after, exit_after, status, on_term ("exit" or "ignore"),
+# error (reported before exiting; "" for none); a negative delay is "never", a negative
+# status is "killed by that signal".
 CHILD = r"""
-import os, signal, sys, time
-_, _, fd, ready_after, exit_after, status, on_term = sys.argv
+import json, os, signal, sys, time
+_, _, fd, ready_after, exit_after, status, on_term, error = sys.argv
 fd, ready_after, exit_after, status = int(fd), float(ready_after), float(exit_after), int(status)
 if on_term == "ignore":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -54,9 +55,11 @@ parent, began, said = os.getppid(), time.monotonic(), False
 while True:
     now = time.monotonic() - began
     if not said and 0 <= ready_after <= now:
-        os.write(fd, b"R")
+        os.write(fd, b'{"ready": true}\n')
         said = True
     if 0 <= exit_after <= now:
+        if error:
+            os.write(fd, json.dumps({"error": error}).encode() + b"\n")
         if status < 0:
             os.kill(os.getpid(), -status)
         os._exit(status)
@@ -74,10 +77,14 @@ class Plan:
     exit_after: float | None = None  # None: runs until told to stop
     status: int = 0  # negative: kills itself with that signal
     ignore_term: bool = False
+    error: str = ""  # reported before it exits
 
 
 NORMAL = Plan()
-BOOT_FAILS = Plan(ready_after=None, exit_after=0.05, status=EXIT_BOOT_FAILED)
+BOOT_FAILS = Plan(
+    ready_after=None, exit_after=0.05, status=EXIT_BOOT_FAILED, error="SyntaxError: boom"
+)
+DIES_BOOTING = Plan(ready_after=None, exit_after=0.05, status=-signal.SIGSEGV)
 CRASHES = Plan(exit_after=0.15, status=1)  # READY at once, dies soon after
 
 
@@ -115,35 +122,15 @@ class PipeLauncher:
         args = [plan.ready_after, plan.exit_after, plan.status]
         args = ["-1" if a is None else str(a) for a in args]
         on_term = "ignore" if plan.ignore_term else "exit"
-        read_end, write_end = os.pipe()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", CHILD, self.tag, str(write_end), *args, on_term],
-                pass_fds=[write_end],
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
+        fd = child.report_fd
+        process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, self.tag, str(fd), *args, on_term, plan.error],
+            pass_fds=[fd],
+            stdin=subprocess.DEVNULL,
+        )
         self.processes.append(process)
         self.spawned.append((time.monotonic(), child))
-        child.data = read_end
-        self.loop.add_reader(read_end, self._readable, child)
         return process
-
-    def _readable(self, child: Child) -> None:
-        data = os.read(child.data, 64)
-        if data.startswith(b"R"):
-            child.group.ready(child)
-        self._close_pipe(child)  # READY, or EOF: the child died first
-
-    def _close_pipe(self, child: Child) -> None:
-        if isinstance(child.data, int) and child.data >= 0:
-            self.loop.remove_reader(child.data)
-            os.close(child.data)
-            child.data = -1
 
     def retire(self, child: Child) -> None:
         self.retired.append((child, snapshot(self.group)))
@@ -152,7 +139,6 @@ class PipeLauncher:
 
     def exited(self, child: Child) -> None:
         self.exited_at[child] = time.monotonic()
-        self._close_pipe(child)
 
     def changed(self) -> None:
         self.history.append(snapshot(self.group))
@@ -174,8 +160,6 @@ class PipeLauncher:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        for _, child in self.spawned:
-            self._close_pipe(child)
         return left
 
 
@@ -342,11 +326,12 @@ async def test_a_process_not_ready_in_time_fails_the_start(
     assert group.failed and not group.children and not launcher.running()
     hung = launcher.processes[1]
     assert hung.returncode == -signal.SIGKILL
-    assert (
-        "ERROR",
-        f"process group 'test': process {hung.pid} was not ready within 0.3 s "
-        "(startup_timeout: is its import stuck?); killing it",
-    ) in error_log
+    said = [msg for level, msg in error_log if level == "ERROR" and str(hung.pid) in msg]
+    assert said == [
+        f"process group 'test' failed: process {hung.pid} was not ready within 0.3 s "
+        "(startup_timeout: is its import stuck?) and was killed; requests get 503 until the "
+        "script changes again"
+    ], "logged once"
 
 
 async def test_a_replacement_not_ready_in_time_leaves_the_old_processes_serving(
@@ -362,7 +347,9 @@ async def test_a_replacement_not_ready_in_time_leaves_the_old_processes_serving(
     assert not group.failed
     assert group.children == old and all(c.state is READY for c in old)
     assert not launcher.retired
-    assert any("keep serving; the next change or reload tries again" in msg for _, msg in error_log)
+    assert any(
+        "serving (degraded); the next change or reload tries again" in msg for _, msg in error_log
+    )
     # No other replacement is tried for that generation ...
     await asyncio.sleep(0.5)
     assert len(launcher.processes) == 3
@@ -409,33 +396,63 @@ async def test_restart_replaces_one_at_a_time_replacement_first(
         assert count(snap, READY, generation=2) >= k, snap
 
 
-async def test_restart_with_a_replacement_that_fails_to_boot(make_group: MakeGroup) -> None:
-    # CURRENT behaviour, to change in a later issue: the replacement's boot failure marks
-    # the whole group failed, and _fail() retires the old, still working processes too; the
-    # group is left with no process (requests get 503) until restart() is called again.
-    group, launcher = make_group(2, plans=[NORMAL, NORMAL, BOOT_FAILS])
+@pytest.mark.parametrize("plan", [BOOT_FAILS, DIES_BOOTING], ids=["boot-fails", "dies-booting"])
+async def test_a_replacement_that_cannot_boot_leaves_the_old_processes_serving(
+    make_group: MakeGroup, plan: Plan, caplog: pytest.LogCaptureFixture
+) -> None:
+    group, launcher = make_group(2, plans=[NORMAL, NORMAL, plan])
     await group.start()
     old = list(group.children)
-    group.restart("script changed")
-    await until(lambda: group.failed and not group.children)
-    assert [c for c, _ in launcher.retired] == old
-    assert all(status(c) == 0 for c in old), "retired gracefully, not killed"
-    assert len(launcher.processes) == 3, "no respawn loop"
+    before = time.time()
+    with caplog.at_level(logging.ERROR, logger="asyncwsgi.error"):
+        group.restart("script changed")
+        await until(lambda: group.degraded is not None)
+        await asyncio.sleep(0.3)  # time for a respawn loop, if there were one
+    assert group.ready_children == old, "the old generation serves on, untouched"
+    assert not launcher.retired and not group.failed
+    assert len(launcher.processes) == 3, "one attempt, no respawn loop"
+    degraded = group.degraded
+    assert degraded is not None
+    assert degraded["failed_generation"] == 2 and degraded["serving_generation"] == 1
+    assert degraded["since"] >= before
+    if plan is BOOT_FAILS:
+        assert degraded["error"] == "SyntaxError: boom", "the process's own report"
+    else:
+        assert "died before it was ready (killed by SIGSEGV)" in degraded["error"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "keeping generation 1 serving (degraded)" in errors[0]
+    assert group.restarts == 0, "nothing was replaced"
 
-    # restart() tries anew: a fresh generation, all READY.
+    # restart() tries anew: a fresh generation replaces the old one, and the group is
+    # no longer degraded.
     group.restart("script fixed")
-    assert not group.failed
     await until(lambda: settled(group, 3))
+    assert group.degraded is None and group.restarts == 2
+    assert all(c.state is ChildState.EXITED for c in old)
 
 
-async def test_restarts_does_not_count_processes_retired_by_a_failure(
+async def test_a_serving_process_lost_while_degraded_is_not_replaced_by_the_broken_code(
     make_group: MakeGroup,
 ) -> None:
-    group, _ = make_group(2, plans=[NORMAL, NORMAL, BOOT_FAILS])
+    # The second process crashes 0.6 s after it started; by then the replacement failed.
+    group, launcher = make_group(2, plans=[NORMAL, Plan(exit_after=0.6, status=1), BOOT_FAILS])
     await group.start()
     group.restart("script changed")
-    await until(lambda: group.failed and not group.children)
-    assert group.restarts == 0
+    await until(lambda: group.degraded is not None)
+    await until(lambda: len(group.ready_children) == 1)
+    await asyncio.sleep(0.3)
+    assert len(launcher.processes) == 3, "no process of the broken generation was started"
+    assert group.ready_children and not group.failed
+
+
+async def test_a_boot_failure_with_nothing_to_keep_fails_the_group(make_group: MakeGroup) -> None:
+    # The only serving process is gone and its replacement cannot boot either: 503s.
+    group, launcher = make_group(1, plans=[CRASHES, BOOT_FAILS])
+    await group.start()
+    await until(lambda: group.failed)
+    assert not group.children and len(launcher.processes) == 2
+    group.restart("script fixed")
+    await until(lambda: settled(group, 2))
 
 
 # -- crashes -------------------------------------------------------------------------------

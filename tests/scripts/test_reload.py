@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import control_status
+
 pytestmark = pytest.mark.timeout(30)
 
 ONE_SECOND = 1_000_000_000
@@ -332,6 +334,10 @@ LOGGED = {
 }
 
 
+# mod_wsgi's behaviour: a script that fails to re-load answers 500 until it changes.
+MOD_WSGI_FAILURE = ("--reload-failure", "error")
+
+
 def broken_text(kind: str, tmp_path: Path) -> str:
     code, _ = BROKEN[kind]
     text = script_text("broken", tmp_path, after=code)
@@ -345,7 +351,7 @@ def broken_text(kind: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_failed_reload_is_a_remembered_500(serve, tmp_path: Path, kind: str) -> None:
     script = make_script(tmp_path, "v1")
-    server = serve(script)
+    server = serve(script, *MOD_WSGI_FAILURE)
     assert version_of(server) == "v1"
 
     write_file(script, broken_text(kind, tmp_path))
@@ -376,9 +382,56 @@ def test_failed_reload_is_a_remembered_500(serve, tmp_path: Path, kind: str) -> 
     assert server.stop() == 0
 
 
-def test_a_second_broken_edit_is_tried_and_logged_again(serve, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_failed_reload_keeps_the_last_good_version_serving(
+    serve, tmp_path: Path, kind: str, control_path: Path
+) -> None:
+    control = control_path
+    script = make_script(tmp_path, "v1")
+    server = serve(script, "--control-socket", str(control))
+    assert version_of(server) == "v1"
+    assert control_status(control)["degraded"] is None
+
+    write_file(script, broken_text(kind, tmp_path))
+    assert version_of(server) == "v1", "the old code answers the request that saw the change"
+    log = server.stderr()
+    assert log.count(failed_line(script)) == 1, log
+    assert "keeps serving" in log.split(failed_line(script))[1].splitlines()[0]
+    assert LOGGED[kind] in log
+    attempts = imports(tmp_path)
+    assert attempts == (["v1"] if kind == "syntax-error" else ["v1", "broken"])
+    degraded = control_status(control)["degraded"]
+    assert degraded is not None and LOGGED[kind] in degraded["error"]
+    assert degraded["last_good"] <= degraded["since"]
+
+    # Remembered: the old code serves, with no new import and no new log entry.
+    for _ in range(5):
+        assert version_of(server) == "v1"
+    assert imports(tmp_path) == attempts
+    assert server.stderr() == log
+
+    write_file(script, script_text("v3", tmp_path))
+    assert version_of(server) == "v3"
+    assert control_status(control)["degraded"] is None
+    assert count(server, reload_line(script)) == 1
+    assert server.stop() == 0
+
+
+def test_vanished_script_keeps_the_last_good_version_serving(serve, tmp_path: Path) -> None:
     script = make_script(tmp_path, "v1")
     server = serve(script)
+    assert version_of(server) == "v1"
+    before = script.stat()
+    script.unlink()
+    assert version_of(server) == "v1"
+    assert count(server, "has vanished; the version loaded at ") == 1
+    write_file(script, script_text("v2", tmp_path), mtime_ns=before.st_mtime_ns + ONE_SECOND)
+    assert version_of(server) == "v2"
+
+
+def test_a_second_broken_edit_is_tried_and_logged_again(serve, tmp_path: Path) -> None:
+    script = make_script(tmp_path, "v1")
+    server = serve(script, *MOD_WSGI_FAILURE)
     assert version_of(server) == "v1"
     write_file(script, broken_text("exception-at-import", tmp_path))
     assert get(server).status_code == 500
@@ -394,7 +447,7 @@ def test_a_second_broken_edit_is_tried_and_logged_again(serve, tmp_path: Path) -
 
 def test_vanished_script_is_a_500_until_it_comes_back(serve, tmp_path: Path) -> None:
     script = make_script(tmp_path, "v1")
-    server = serve(script)
+    server = serve(script, *MOD_WSGI_FAILURE)
     assert version_of(server) == "v1"
     before = script.stat()
 
@@ -417,7 +470,7 @@ def test_vanished_script_is_a_500_until_it_comes_back(serve, tmp_path: Path) -> 
 def test_script_put_back_unchanged_is_served(serve, tmp_path: Path) -> None:
     script = make_script(tmp_path, "v1")
     original = script.read_text()
-    server = serve(script)
+    server = serve(script, *MOD_WSGI_FAILURE)
     assert version_of(server) == "v1"
     script.unlink()
     assert get(server).status_code == 500

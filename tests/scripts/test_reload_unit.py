@@ -274,7 +274,7 @@ def test_force_reload_without_tickets(make_source: Callable[..., ScriptSource]) 
 async def test_failed_load_is_remembered(
     make_source: Callable[..., ScriptSource], caplog: pytest.LogCaptureFixture, broken: str
 ) -> None:
-    source = make_source()
+    source = make_source(keep_last_good=False)  # mod_wsgi's behaviour: the error until fixed
     source.resolve(source.ticket())
     await asyncio.sleep(0)
     write(Path(source.path), script_text("bad", after=broken))
@@ -298,10 +298,32 @@ async def test_failed_load_is_remembered(
     assert source.imports == 3
 
 
-async def test_vanished_script(
+async def test_a_failed_load_keeps_the_last_good_version(
     make_source: Callable[..., ScriptSource], caplog: pytest.LogCaptureFixture
 ) -> None:
     source = make_source()
+    first = source.resolve(source.ticket())
+    assert source.degraded is None
+    await asyncio.sleep(0)
+    write(Path(source.path), script_text("bad", after="raise ValueError('nope')\n"))
+    caplog.set_level(logging.INFO, logger="asyncwsgi.error")
+    results = resolve_in_threads(source, [source.ticket()] * 4)
+    assert all(r is first for r in results), results
+    assert source.imports == 2
+    degraded = source.degraded
+    assert degraded is not None and "ValueError: nope" in str(degraded["error"])
+    failures = [r.getMessage() for r in caplog.records if "Failed to reload" in r.getMessage()]
+    assert len(failures) == 1 and "keeps serving" in failures[0]
+    await asyncio.sleep(0)
+    write(Path(source.path), script_text("v3"))
+    assert version(source.resolve(source.ticket())) == "v3"
+    assert source.degraded is None
+
+
+async def test_vanished_script(
+    make_source: Callable[..., ScriptSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_source(keep_last_good=False)
     source.resolve(source.ticket())
     caplog.set_level(logging.INFO, logger="asyncwsgi.error")
     Path(source.path).unlink()

@@ -1,52 +1,33 @@
-"""The process pool manager: keep a group of processes at strength, replace them one at a time.
-
-Rule: asyncio, ``subprocess`` and signals, and nothing of the package but ``config`` and
-``errors``; nothing here knows HTTP, WSGI or what the processes run. A :class:`Launcher`
-says how to start a process and how to ask it to stop; the launcher calls
-:meth:`ProcessGroup.ready` when the process has said READY. The same manager runs daemon
-process groups and the copies of an embedded-mode server.
-
-Replacement is always *replacement first*: a fresh process is started and READY before
-the process it replaces is asked to stop, one process at a time, so a group of one
-process keeps answering through its own restart. A process that fails to boot (exit
-status ``EXIT_BOOT_FAILED`` before READY) marks the group failed instead of being
-respawned in a loop; :meth:`ProcessGroup.restart` (the script changed again, SIGHUP, the
-``reload`` command) tries anew.
-A process that dies after READY is respawned, after a pause of 0.1 s the first time (so
-that a SIGTERM to the whole process group is seen as the server's shutdown first) and
-with a backoff that doubles when it keeps dying young.
-
-A process not READY within ``startup_timeout`` (its import hangs) is killed and logged.
-At start-up that fails the group; a replacement's generation is given up instead -- the
-processes it was to replace keep serving, no other replacement is tried -- until the next
-:meth:`ProcessGroup.restart`. Every process the manager starts calls
-:func:`die_with_parent` first, so none outlives the server, however the server dies.
-"""
+"""The group: keeps ``size`` processes READY, replaces them one at a time, replacement
+first, and keeps the last good generation serving when a replacement cannot boot (see the
+package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import enum
+import json
 import logging
 import os
 import random
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from asyncwsgi import notify
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.errors import ScriptLoadError
+from asyncwsgi.processes.child import (
+    EXIT_BOOT_FAILED,
+    Child,
+    ChildState,
+    Launcher,
+    describe_status,
+)
 
 logger = logging.getLogger("asyncwsgi.error")
 
-# The exit status of a process whose application could not be imported.
-EXIT_BOOT_FAILED = 3
 # A process that lived longer than this before dying resets the respawn backoff.
 _STABLE_AFTER = 10.0
 _MAX_BACKOFF = 30.0
@@ -54,116 +35,6 @@ _MAX_BACKOFF = 30.0
 # the whole process group (systemd's KillMode=control-group, ``kill -TERM -PGID``) reaches
 # the processes and the server together, and the server's own shutdown must win the race.
 _RESPAWN_PAUSE = 0.1
-
-
-# prctl(2): the signal a process gets when the thread that started it exits.
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """Make this process exit when ``parent`` (the process that started it) dies, however
-    it dies -- SIGKILL included: the kernel's parent-death signal on Linux, else a thread
-    that watches ``getppid()``. Called first thing in every process a group starts."""
-    if not parent:
-        return
-    armed = False
-    if sys.platform == "linux":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    # The parent may have died before the signal was armed: then it never comes.
-    if os.getppid() != parent:
-        os._exit(1)
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-class ChildState(enum.Enum):
-    STARTING = "starting"  # spawned, not READY yet
-    READY = "ready"  # takes work
-    RETIRING = "retiring"  # asked to finish what it has and exit; gets no new work
-    EXITED = "exited"
-
-
-class Child:
-    """One process of a group, as the manager sees it: a daemon process, or a copy of an
-    embedded server. (Threads that run requests are *workers*; these are processes.)"""
-
-    __slots__ = (
-        "_timers",
-        "data",
-        "doomed",
-        "exit_status",
-        "generation",
-        "group",
-        "max_requests",
-        "pid",
-        "process",
-        "ready_at",
-        "requests",
-        "started_at",
-        "state",
-        "timed_out",
-    )
-
-    def __init__(self, group: ProcessGroup, generation: int) -> None:
-        self.group = group
-        self.generation = generation
-        self.state = ChildState.STARTING
-        self.process: subprocess.Popen[bytes] | None = None
-        self.pid = 0
-        self.started_at = time.monotonic()
-        self.ready_at = 0.0
-        self.doomed = ""  # why it is to be replaced though of the current generation
-        self.requests = 0  # counted by whoever hands it work
-        self.max_requests = 0  # 0: no limit
-        self.exit_status: int | None = None
-        self.timed_out = False  # killed for not being READY within startup_timeout
-        self.data: Any = None  # the launcher's (e.g. the daemon connection)
-        self._timers: list[asyncio.TimerHandle] = []
-
-    @property
-    def stale(self) -> bool:
-        """To be replaced: an older generation than the group's, or doomed."""
-        return bool(self.doomed) or self.generation < self.group.generation
-
-    def __repr__(self) -> str:
-        return f"<Child pid={self.pid} gen={self.generation} {self.state.value}>"
-
-
-class Launcher(Protocol):
-    """How a group's processes are started and stopped."""
-
-    def spawn(self, child: Child) -> subprocess.Popen[bytes]:
-        """Start the process; call ``child.group.ready(child)`` once it is READY."""
-        ...
-
-    def retire(self, child: Child) -> None:
-        """Ask the process to finish the work it has and exit (it gets no more)."""
-        ...
-
-    def exited(self, child: Child) -> None:
-        """The process is gone: release what the launcher holds for it."""
-        ...
-
-
-def describe_status(status: int | None) -> str:
-    if status is None:
-        return "unknown status"
-    if status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"exit status {status}"
 
 
 class ProcessGroup:
@@ -178,6 +49,7 @@ class ProcessGroup:
         kind: str = "process",
         target: str = "",
         on_change: Callable[[], None] | None = None,
+        on_files: Callable[[list[str], float], None] | None = None,
     ) -> None:
         self.name = name
         self.size = settings.processes
@@ -191,14 +63,19 @@ class ProcessGroup:
         self.jitter = settings.jitter
         self.startup_timeout = settings.startup_timeout
         self.on_change = on_change
+        # A process reported source files it imported (and when it was started).
+        self.on_files = on_files
         self.generation = 1
         self.children: list[Child] = []
         self.failed = False
         self.closing = False
         self.restarts = 0  # processes replaced so far (not counting crash respawns)
-        # A generation whose replacement did not boot in time: not tried again until
-        # restart() starts the next one (0: none).
+        # A generation whose replacement did not boot: not tried again until restart()
+        # starts the next one (0: none).
         self.given_up = 0
+        # Set while a given-up generation's predecessors serve: what failed, and when.
+        self.degraded: dict[str, Any] | None = None
+        self._rolling = False  # a restart in progress (systemd is told RELOADING=1)
         self._crashes = 0
         self._hold_until = 0.0
         self._hold_timer: asyncio.TimerHandle | None = None
@@ -272,6 +149,9 @@ class ProcessGroup:
         if self.closing:
             return
         self.generation += 1
+        if not self._rolling:
+            self._rolling = True
+            notify.reload_begins()
         if self.failed:
             self.failed = False
             self._crashes = 0
@@ -304,6 +184,7 @@ class ProcessGroup:
     async def close(self, timeout: float | None = None) -> None:
         """Retire every process and wait for them to exit; kill what outlives the grace."""
         self.closing = True
+        self._settled()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         for child in list(self.children):
@@ -349,7 +230,9 @@ class ProcessGroup:
         if now < self._hold_until:
             self._hold(self._hold_until - now)
             return
-        if len(live) < self.size:
+        if len(live) < self.size and (self.given_up != self.generation or not live):
+            # While degraded, a lost process is not replaced by one of the generation
+            # that could not boot -- unless none is left to serve.
             for _ in range(self.size - len(live)):
                 self._spawn()
         elif (
@@ -361,36 +244,94 @@ class ProcessGroup:
             and not any(w.state is ChildState.RETIRING and w.stale for w in self.children)
         ):
             self._spawn()
+        if self._rolling and (
+            self.given_up == self.generation
+            or not any(w.stale or w.state is ChildState.STARTING for w in live)
+        ):
+            if self.degraded is not None and self.given_up != self.generation:
+                logger.info(
+                    "%s: generation %d serving; no longer degraded", self.label, self.generation
+                )
+                self.degraded = None
+            self._settled()
+
+    def _settled(self) -> None:
+        """A restart is over: done, or given up (systemd is told READY=1)."""
+        if self._rolling:
+            self._rolling = False
+            notify.reload_ends()
 
     def _spawn(self) -> None:
         child = Child(self, self.generation)
         self.children.append(child)
+        read_end, child.report_fd = os.pipe()
+        os.set_blocking(read_end, False)
         try:
             process = self.launcher.spawn(child)
         except Exception as exc:
             logger.exception("%s: could not start a process", self.label)
             self.children.remove(child)
+            os.close(read_end)
             self._fail(f"could not start a process: {exc}")
             return
+        finally:
+            os.close(child.report_fd)
+            child.report_fd = -1
         child.process = process
         child.pid = process.pid
+        assert self._loop is not None
+        child._report_read = read_end
+        self._loop.add_reader(read_end, self._read_reports, child)
         self._watch(child)
         if self.startup_timeout and self._loop is not None:
             child._timers.append(
                 self._loop.call_later(self.startup_timeout, self._boot_overdue, child)
             )
 
+    def _read_reports(self, child: Child) -> None:
+        fd = child._report_read
+        if fd < 0:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_reports(child)
+            return
+        lines = (child._reports + data).split(b"\n")
+        child._reports = lines.pop()
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                logger.warning("%s: process %d: unreadable report", self.label, child.pid)
+                continue
+            if not isinstance(message, dict):
+                continue
+            if isinstance(message.get("error"), str):
+                child.error = message["error"]
+            files = message.get("files")
+            if isinstance(files, list) and self.on_files is not None:
+                started = time.time() - (time.monotonic() - child.started_at)
+                self.on_files([f for f in files if isinstance(f, str)], started)
+            if message.get("ready") is True:
+                self.ready(child)
+
+    def _close_reports(self, child: Child) -> None:
+        fd, child._report_read = child._report_read, -1
+        if fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+
     def _boot_overdue(self, child: Child) -> None:
         if child.state is not ChildState.STARTING or self.closing:
             return
         child.timed_out = True
-        logger.error(
-            "%s: process %d was not ready within %g s (startup_timeout: is its import "
-            "stuck?); killing it",
-            self.label,
-            child.pid,
-            self.startup_timeout,
-        )
+        # Logged once, when it has gone (_reap): killed, and what that leaves serving.
+        logger.debug("%s: killing process %d (startup_timeout)", self.label, child.pid)
         self._signal(child, signal.SIGKILL)
 
     def _retire(self, child: Child) -> None:
@@ -444,6 +385,8 @@ class ProcessGroup:
 
     def _fail(self, why: str) -> None:
         self.failed = True
+        self.degraded = None
+        self._settled()
         logger.error(
             "%s failed: %s; requests get 503 until the script changes again", self.label, why
         )
@@ -455,20 +398,33 @@ class ProcessGroup:
             started.set_exception(ScriptLoadError(self.target, f"{self.label}: {why}"))
         self._changed()
 
-    def _boot_timed_out(self, child: Child) -> None:
-        why = f"process {child.pid} was not ready within {self.startup_timeout:g} s"
-        if child.generation != self.generation:
-            return  # a generation already left behind
-        if self._started is not None or not self.ready_children:
-            self._fail(why)  # nothing serves: as if it could not load
+    def _boot_failed(self, child: Child, why: str) -> None:
+        """``child`` could not boot: give its generation up if older processes serve,
+        else fail the group (nothing to keep)."""
+        if child.generation != self.generation or self.given_up == self.generation:
+            return  # a generation already left behind, or given up already
+        serving = self.ready_children
+        if self._started is not None or not serving:
+            self._fail(why)
             return
         self.given_up = self.generation
+        self.degraded = {
+            "error": child.error or why,
+            "failed_generation": self.generation,
+            "serving_generation": max(w.generation for w in serving),
+            "since": time.time(),
+        }
+        for other in self.children:  # its siblings, if several were starting
+            if other.generation == self.generation and other.state is ChildState.STARTING:
+                self._signal(other, signal.SIGKILL)
         logger.error(
-            "%s: %s; the processes it was to replace keep serving; the next change or "
-            "reload tries again",
+            "%s: %s; keeping generation %d serving (degraded); the next change or reload "
+            "tries again",
             self.label,
             why,
+            self.degraded["serving_generation"],
         )
+        self._settled()
 
     def _hold(self, delay: float) -> None:
         if self._hold_timer is None and self._loop is not None:
@@ -508,9 +464,17 @@ class ProcessGroup:
         else:
             self._reap(child)
 
+    def _replacing(self, child: Child) -> bool:
+        """``child`` was to replace processes of an older generation that still serve."""
+        return self._started is None and any(
+            w.generation < child.generation for w in self.ready_children
+        )
+
     def _reap(self, child: Child) -> None:
         process = child.process
         assert process is not None
+        self._read_reports(child)  # what it said before it went (why it could not boot)
+        self._close_reports(child)
         try:
             status: int | None = process.wait(timeout=1.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - the pidfd said it exited
@@ -534,11 +498,28 @@ class ProcessGroup:
                 child.generation,
                 describe_status(status),
             )
-        elif previous is ChildState.STARTING and status == EXIT_BOOT_FAILED:
-            if child.generation == self.generation:
-                self._fail(f"process {child.pid} could not load the application")
+        elif previous is ChildState.STARTING and (status == EXIT_BOOT_FAILED or child.error):
+            # (It may have said why and been killed by startup_timeout before it exited.)
+            self._boot_failed(child, f"process {child.pid} could not load the application")
         elif previous is ChildState.STARTING and child.timed_out:
-            self._boot_timed_out(child)
+            self._boot_failed(
+                child,
+                f"process {child.pid} was not ready within {self.startup_timeout:g} s "
+                "(startup_timeout: is its import stuck?) and was killed",
+            )
+        elif previous is ChildState.STARTING and self._replacing(child):
+            self._boot_failed(
+                child, f"process {child.pid} died before it was ready ({describe_status(status)})"
+            )
+        elif self.given_up == self.generation and self.ready_children:
+            logger.error(
+                "%s: process %d died (%s); not replaced while generation %d cannot start "
+                "(the next change or reload tries again)",
+                self.label,
+                child.pid,
+                describe_status(status),
+                self.generation,
+            )
         else:
             lived = time.monotonic() - child.started_at
             self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
