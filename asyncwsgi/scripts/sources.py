@@ -3,11 +3,11 @@
 Rule: standard library only; runs in the process that imported the application (a daemon
 process, a server copy), which reports the files to the process that watches them.
 
-A module's file is watched when it is a file on disk outside the standard library and,
-unless asked, outside site-packages (an editable install lives outside, so it is
-watched). Built-in, frozen and namespace modules have no file. Looking again is cheap
-when nothing was imported since: :class:`ImportedFiles` compares ``len(sys.modules)``
-first.
+A module's file is watched when it is a file on disk outside the standard library, the
+asyncwsgi package itself and, unless asked, site-packages (an editable install of the
+application lives outside, so it is watched). Built-in, frozen and namespace modules have
+no file. Looking again is cheap when nothing was imported since: :class:`ImportedFiles`
+compares ``len(sys.modules)`` first.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def _library_roots(site_packages: bool) -> tuple[str, ...]:
     roots = {sysconfig.get_path(name, vars=base) for name in ("stdlib", "platstdlib")}
     if not site_packages:
         roots.update(sysconfig.get_path(name) for name in ("purelib", "platlib"))
+    # The server's own code (also from a checkout or an editable install): replacing the
+    # application's processes would not replace the process that watches.
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if not site_packages:
         roots.update(getattr(site, "getsitepackages", list)())
         user = getattr(site, "getusersitepackages", lambda: "")()

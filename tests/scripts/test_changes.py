@@ -40,6 +40,9 @@ def test_an_application_module_is_watched_and_libraries_are_not(module_in: Path)
     assert str(module_in.resolve()) in files
     assert json.__file__ not in files and os.__file__ not in files, "the standard library"
     assert os.path.realpath(httpx.__file__) not in files, "site-packages, by default"
+    import asyncwsgi.scripts.changes as ours
+
+    assert os.path.realpath(ours.__file__) not in files, "the server's own code"
     with_site = watched_files(site_packages=True)
     assert os.path.realpath(httpx.__file__) in with_site
 
