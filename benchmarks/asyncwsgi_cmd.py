@@ -12,6 +12,14 @@ targets for:
   and feeds a daemon process group of 2 processes x 8 threads, restarted one process at a
   time when the script changes (and all of them on SIGHUP).
 
+and two with ``--reload-on-changes`` (every file the app imported is watched), for
+``reload_under_load.py --change helper|broken``:
+
+- ``changes``: embedded mode, which then runs a supervisor and one copy of the server; a
+  change starts a new copy, which takes over before the old one stops;
+- ``daemon-changes``: ``daemon`` plus ``--reload-on-changes``: a change replaces the group
+  one process at a time, each replacement ready before the process it replaces stops.
+
 Each setup also says how many processes the server must have once it answers
 (:attr:`Setup.min_processes`): the benchmarks count the server's process tree and refuse
 to report numbers under a setup's name when the setup is not what is running (an
@@ -52,6 +60,19 @@ SETUPS: dict[str, Setup] = {
             3,  # the main process + 2 daemon processes
             f"daemon mode: event loop in the main process, daemon group 2 processes x "
             f"{THREADS} threads",
+        ),
+        Setup(
+            "changes",
+            ("--reload-on-changes",),
+            2,  # the supervisor + 1 copy of the server
+            f"embedded mode reloading on changes: a supervisor and 1 copy of the server, "
+            f"{THREADS} threads",
+        ),
+        Setup(
+            "daemon-changes",
+            ("--mode", "daemon", "--processes", "2", "--reload-on-changes"),
+            3,  # the main process + 2 daemon processes
+            f"daemon mode reloading on changes: daemon group 2 processes x {THREADS} threads",
         ),
     )
 }

@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/reload_under_load.py [--scenario embedded|daemon|all]
+    python benchmarks/reload_under_load.py [--change script|helper|broken]
+        [--broken-for 3] [--scenario embedded|daemon|changes|all]
         [--only NAME,...] [--clients 16] [--before 2] [--after 2]
         [--write replace|inplace] [--client asyncio|threads] [--rounds N]
         [--baseline DIR] [--no-save]
 
-Servers, by ``--scenario`` (default ``embedded``; ``--only`` takes a comma-separated
-subset of all of them and overrides it):
+Servers, by ``--scenario`` (default ``embedded``, or ``changes`` with ``--change helper``
+or ``broken``; ``--only`` takes a comma-separated subset of all of them and overrides it):
 
 ``embedded``, the script rewritten under load:
 
@@ -29,6 +30,20 @@ subset of all of them and overrides it):
   rewritten, then SIGHUP to the arbiter (new workers, then the old ones stop);
 - ``uvicorn-hup``: ``uvicorn --workers 2 --interface wsgi``: script rewritten, then
   SIGHUP to the supervisor (each worker replaced, the new one first).
+
+``changes``, for ``--change helper|broken`` (below): servers that reload every module
+the app imported:
+
+- ``asyncwsgi-changes``: ``python -m asyncwsgi SCRIPT --threads 8 --reload-on-changes``
+  (embedded mode, which then runs a supervisor and one copy of the server; a change
+  starts a new copy, which takes over before the old one stops);
+- ``asyncwsgi-daemon-changes``: ``--mode daemon --processes 2 --threads 8
+  --reload-on-changes`` (the group replaced one process at a time, each replacement
+  ready before the process it replaces stops);
+- ``gunicorn-reload``, ``uvicorn-reload``: as above;
+- ``granian-reload``: ``granian --interface wsgi --reload --workers 1``, watching the
+  app's folder, with ``--reload-ignore-worker-failure`` (without it, a worker that fails
+  to import the app stops granian).
 
 In daemon mode the target is "new code within one process start": the old processes
 answer (``version=1``, counted in "old code after change") until fresh ones are ready.
@@ -56,6 +71,29 @@ the load on for ``--after`` seconds. Every response is recorded (monotonic time,
 client, version or error). A client whose connection fails reconnects after 10 ms;
 a request unanswered for 5 s counts as failed.
 
+``--change`` says what is changed under load (default ``script``, as above):
+
+- ``helper``, a helper module edited: the app is ``reload_apps/helper_app.py`` (copied as
+  ``reload_app.py``), which imports ``reload_helper`` and answers
+  ``version=reload_helper.VERSION``; ``reload_apps/helper_module.py`` is copied beside it
+  as ``reload_helper.py``. The helper is rewritten (``VERSION = 1`` -> ``VERSION = 2``,
+  written as the script is above); the script is never touched. The app puts its own
+  folder on ``sys.path``, since asyncwsgi loads the script by its path.
+- ``broken``, a broken deploy: the helper is first replaced by one that raises
+  ``RuntimeError("broken deploy")`` at import, the load stays on for ``--broken-for``
+  seconds (default 3), then the fixed helper (``VERSION = 2``) is written. The
+  switch-over, old code after change and when the gap began are measured from the fix;
+  failed requests and the longest gap cover the whole run, the broken period included,
+  and the table adds the failed requests from the broken write to the fix ("failed
+  while broken"). The JSON gives both times per server (``t_broken_s``, ``t_fix_s``:
+  seconds from the start of the load), and the timeline shades the broken period.
+
+asyncwsgi with ``--reload-on-changes`` learns what the app imported from its processes
+(right after the import, then about once a second), so a change made in the first ~1.5 s
+after start-up may go unseen: keep ``--before`` at 2 s or more. The target for the
+asyncwsgi rows is 0 failed and no gap over 20 ms, the broken period included; the old
+processes keep answering until a replacement that imported the fixed helper is ready.
+
 Reported per server: responses, failed requests (connect errors, lost connections,
 timeouts, non-200), the longest time with no response from any client (from the
 first response to the end of the load), the switch-over time (file replaced ->
@@ -65,14 +103,17 @@ the change. Outputs, under ``benchmarks/results/``: ``reload-under-load-STAMP.md
 ``reload-timeline-STAMP.png`` (responses per 10 ms, old vs new code, one row per
 server, the whole run on the left and a zoom on the switch-over on the right);
 ``--scenario daemon`` / ``all`` put ``-daemon`` / ``-all`` after the prefix
-(``reload-under-load-daemon-STAMP.md`` ...).
+(``reload-under-load-daemon-STAMP.md`` ...), and ``--change helper`` / ``broken``
+put the change first (``reload-under-load-helper-STAMP.md``,
+``reload-timeline-broken-STAMP.png``; with a scenario other than ``changes``:
+``reload-under-load-broken-all-STAMP.md`` ...).
 
 The client is a minimal HTTP/1.1 client on ``asyncio.Protocol`` (uvloop when
 installed) in this process; ``--client threads`` uses one ``http.client`` thread per
 client instead. The client's own CPU use is reported so that a saturated client
 shows. The metric functions (``longest_gap``, ``switch_over`` ...) are pure and
-tested in ``test_reload_metrics.py``. All traffic goes to 127.0.0.1; every phase is
-bounded in time.
+tested in ``test_reload_metrics.py``, the ``--change`` parts in ``test_reload_changes.py``.
+All traffic goes to 127.0.0.1; every phase is bounded in time.
 """
 
 from __future__ import annotations
@@ -83,6 +124,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import functools
 import http.client
 import importlib.metadata
 import itertools
@@ -114,6 +156,14 @@ APP_NAME = "reload_app.py"
 OLD_LINE = "VERSION = 1"
 NEW_LINE = "VERSION = 2"
 _OLD_LINE_RE = re.compile(rf"^{re.escape(OLD_LINE)}$", re.MULTILINE)
+# --change helper|broken: the app imports a helper module and only the helper changes.
+HELPER_APP_TEMPLATE = BENCH_DIR / "reload_apps" / "helper_app.py"
+HELPER_TEMPLATE = BENCH_DIR / "reload_apps" / "helper_module.py"
+HELPER_NAME = "reload_helper.py"
+BROKEN_LINE = 'raise RuntimeError("broken deploy")'
+
+# --change: what is changed under load, and the --scenario that runs by default for it.
+CHANGES: dict[str, str] = {"script": "embedded", "helper": "changes", "broken": "changes"}
 
 BIN_S = 0.010
 STARTUP_TIMEOUT_S = 30.0
@@ -287,12 +337,25 @@ class Metrics:
     switch_over_ms: float | None
     old_after_change: int
     new_before_change: int
+    # --change broken: failed requests from the broken write to the fix (else None).
+    failed_while_broken: int | None = None
 
 
 def compute_metrics(
-    events: Sequence[Response], t_start: float, t_change: float, t_end: float
+    events: Sequence[Response],
+    t_start: float,
+    t_change: float,
+    t_end: float,
+    t_broken: float | None = None,
 ) -> Metrics:
-    """All the reported numbers for one server's run (load window [t_start, t_end])."""
+    """All the reported numbers for one server's run (load window [t_start, t_end]).
+
+    ``t_change`` is when the new code was written (with ``--change broken``, the fix):
+    the switch-over, old code after change and the gap's start are measured from it.
+    Failed requests and the longest gap cover the whole window. ``t_broken`` (``--change
+    broken``): when the broken helper was written; the failures in [t_broken, t_change)
+    are also counted apart.
+    """
     window = [e for e in events if t_start <= e.t <= t_end]
     ok_times = [e.t for e in window if e.ok]
     first_ok = min(ok_times, default=t_start)
@@ -308,6 +371,9 @@ def compute_metrics(
         switch_over_ms=None if switch is None else switch * 1000,
         old_after_change=old_after_change(window, t_change),
         new_before_change=new_before_change(window, t_change),
+        failed_while_broken=(
+            None if t_broken is None else failures(e for e in window if t_broken <= e.t < t_change)
+        ),
     )
 
 
@@ -335,7 +401,17 @@ def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 def _short_log_line(line: str) -> str:
     """A server log line without its timestamp/pid prefix and temp-folder paths."""
     line = re.sub(r"^(\[[^\]]*\]\s*)+", "", line)
-    return re.sub(r"/\S*/(reload_app\.py)", r"\1", line).strip()
+    return re.sub(r"/\S*/(reload_(?:app|helper)\.py)", r"\1", line).strip()
+
+
+_BROKEN_LOG_RE = re.compile(r"could not load|failed to boot|Unexpected exit|broken deploy")
+
+
+def broken_log_line(reload_log: Sequence[str]) -> str | None:
+    """Of a server's reload log lines, the last one about the helper that failed to import
+    (``--change broken``), shortened; None if there is none."""
+    found = [line for line in reload_log if _BROKEN_LOG_RE.search(line)]
+    return _short_log_line(found[-1]) if found else None
 
 
 def _short_error(text: str) -> str:
@@ -360,19 +436,126 @@ def baseline_lines(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def change_title(meta: dict[str, Any]) -> str:
+    """The report's title without the date: what was changed under load."""
+    change = meta.get("change", "script")
+    if change == "helper":
+        return "Reload under load, helper module edited"
+    if change == "broken":
+        return f"Reload under load, broken deploy, then fixed after {meta['broken_for_s']:g} s"
+    return "Reload under load"
+
+
+def change_sentence(meta: dict[str, Any]) -> str:
+    """What happened between the two stretches of load, for the intro sentence."""
+    change = meta.get("change", "script")
+    if change == "helper":
+        return (
+            f"helper module `{HELPER_NAME}` rewritten to `{NEW_LINE}` ({meta['write']}; "
+            "the script itself untouched)"
+        )
+    if change == "broken":
+        return (
+            f"helper module `{HELPER_NAME}` replaced by one that raises at import "
+            f"({meta['write']}), {meta['broken_for_s']:g} s later fixed (`{NEW_LINE}`)"
+        )
+    return f"script rewritten ({meta['write']})"
+
+
+def _metric_notes(meta: dict[str, Any]) -> str:
+    """The definitions of the columns, for the notes under the table."""
+    change = meta.get("change", "script")
+    if change == "script":
+        return (
+            "Longest gap: longest time with no successful response from any client, from the "
+            "first response to the end of the load; gap began: when, relative to the script "
+            "rewrite. Switch-over: from the file replacement to the first `version=2` response. "
+            "Old code after change: `version=1` responses completed after the replacement "
+            "(includes requests already queued or running)."
+        )
+    if change == "helper":
+        return (
+            "Longest gap: longest time with no successful response from any client, from the "
+            "first response to the end of the load; gap began: when, relative to the helper "
+            "rewrite. Switch-over: from the helper's replacement to the first `version=2` "
+            "response. Old code after change: `version=1` responses completed after the "
+            "replacement (includes requests already queued or running)."
+        )
+    return (
+        "Failed and longest gap cover the whole run, the broken period included; failed "
+        "while broken: the failed requests from the broken helper's write to the fix. "
+        "Longest gap: longest time with no successful response from any client, from the "
+        "first response to the end of the load; gap began: when, relative to the fix (the "
+        f"helper written with `{NEW_LINE}`; negative: before it). Switch-over: from the fix "
+        "to the first `version=2` response. Old code after change: `version=1` responses "
+        "completed after the fix (includes requests already queued or running)."
+    )
+
+
+def _target_notes(meta: dict[str, Any]) -> list[str]:
+    """The targets for asyncwsgi, and the process start yardstick when it was measured."""
+    start_ms = meta.get("process_start_ms")
+    if meta.get("change", "script") == "script":
+        lines = [
+            "",
+            "Targets for asyncwsgi (docs/DESIGN.md, Performance): 0 failed, no gap over 20 ms, "
+            "new code within 5 ms (embedded) / within one process start (daemon).",
+        ]
+        if start_ms is not None:
+            lines += [
+                "",
+                "Daemon-mode and SIGHUP rows replace processes: the new code answers once a "
+                "fresh process is ready, so their switch-over is at least one process start. "
+                "Where the old processes keep answering meanwhile (a rolling restart) that "
+                "time shows in old code after change; where they stop first (mod_wsgi restarts "
+                "its daemon processes together) it shows as a gap. For scale, a fresh "
+                "interpreter importing asyncwsgi and running the script took "
+                f"{start_ms:,.0f} ms on this machine (median of 3).",
+            ]
+        return lines
+    lines = [
+        "",
+        "Targets for asyncwsgi (`--reload-on-changes`): 0 failed and no gap over 20 ms"
+        + (", the broken period included" if meta["change"] == "broken" else "")
+        + "; the new code answers once a replacement process is ready.",
+    ]
+    if start_ms is not None:
+        lines += [
+            "",
+            "asyncwsgi loads the changed helper in a new process and stops the process it "
+            "replaces only once the new one is ready: its switch-over is at least one "
+            "process start, and meanwhile the old code answers (old code after change). "
+            "For scale, a fresh interpreter importing asyncwsgi and running the script took "
+            f"{start_ms:,.0f} ms on this machine (median of 3).",
+        ]
+    return lines
+
+
 def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The Markdown report: a table of metrics plus notes, from JSON-ready results."""
+    broken = meta.get("change") == "broken"
+    columns = [
+        "server",
+        "responses",
+        "req/s",
+        "failed",
+        *(["failed while broken"] if broken else []),
+        "longest gap (ms)",
+        "gap began (ms)",
+        "switch-over (ms)",
+        "old code after change",
+        "other CPU load (cores)",
+    ]
     lines = [
-        f"## Reload under load — {meta['date']}",
+        f"## {change_title(meta)} — {meta['date']}",
         "",
         f"{meta['clients']} keep-alive clients ({meta['client']} client), "
-        f"{meta['before_s']:g} s of load, script rewritten ({meta['write']}), "
+        f"{meta['before_s']:g} s of load, {change_sentence(meta)}, "
         f"{meta['after_s']:g} s more. Machine: {meta['machine']}.",
         "",
         *baseline_lines(meta),
-        "| server | responses | req/s | failed | longest gap (ms) | gap began (ms) "
-        "| switch-over (ms) | old code after change | other CPU load (cores) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * (len(columns) - 1),
     ]
     servers: dict[str, str] = {}
     notes: list[str] = []
@@ -383,7 +566,7 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         if r["name"] not in servers:
             servers[r["name"]] = f"- **{r['name']}**: {r.get('description', '')}"
         if m is None:
-            lines.append(f"| {name} | not run | | | | | | | |")
+            lines.append(f"| {name} | not run |" + " |" * (len(columns) - 2))
             notes.append(f"- {name}: not run — {_short_error(str(r.get('error')))}")
             continue
         if r.get("code") and "ran asyncwsgi" not in servers[r["name"]]:
@@ -392,11 +575,16 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
             servers[r["name"]] += f"; processes: {r['processes']}"
         if r.get("reload_log") and "logged" not in servers[r["name"]]:
             servers[r["name"]] += f"; logged `{_short_log_line(r['reload_log'][0])}`"
+            failed_import = broken_log_line(r["reload_log"]) if broken else None
+            if failed_import is not None:
+                servers[r["name"]] += f"; on the broken helper `{failed_import}`"
         gap_at = m["longest_gap_at_ms"]
         foreign = r.get("foreign_cpu_cores")
+        while_broken = m.get("failed_while_broken")
         lines.append(
             f"| {name} | {m['responses']:,} | {m['requests_per_s']:,.0f} | {m['failed']:,} "
-            f"| {_fmt_ms(m['longest_gap_ms'])} | {'' if gap_at is None else f'{gap_at:+,.0f}'} "
+            + (f"| {'' if while_broken is None else f'{while_broken:,}'} " if broken else "")
+            + f"| {_fmt_ms(m['longest_gap_ms'])} | {'' if gap_at is None else f'{gap_at:+,.0f}'} "
             f"| {_fmt_ms(m['switch_over_ms'])} | {m['old_after_change']:,} "
             f"| {'?' if foreign is None else f'{foreign:.2f}'} |"
         )
@@ -413,11 +601,7 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
         lines += ["", "Failures and anomalies:", "", *notes]
     lines += [
         "",
-        "Longest gap: longest time with no successful response from any client, from the "
-        "first response to the end of the load; gap began: when, relative to the script "
-        "rewrite. Switch-over: from the file replacement to the first `version=2` response. "
-        "Old code after change: `version=1` responses completed after the replacement "
-        "(includes requests already queued or running). Other CPU load: cores used by "
+        _metric_notes(meta) + " Other CPU load: cores used by "
         "processes other than the server and this client during the run (a shared 2-core "
         "machine; above ~0.25 the numbers are noisy)."
         + (
@@ -425,49 +609,55 @@ def render_markdown(results: Sequence[dict[str, Any]], meta: dict[str, Any]) -> 
             if client_cpu
             else ""
         ),
-        "",
-        "Targets for asyncwsgi (docs/DESIGN.md, Performance): 0 failed, no gap over 20 ms, "
-        "new code within 5 ms (embedded) / within one process start (daemon).",
+        *_target_notes(meta),
     ]
-    if meta.get("process_start_ms") is not None:
-        lines += [
-            "",
-            "Daemon-mode and SIGHUP rows replace processes: the new code answers once a "
-            "fresh process is ready, so their switch-over is at least one process start. "
-            "Where the old processes keep answering meanwhile (a rolling restart) that "
-            "time shows in old code after change; where they stop first (mod_wsgi restarts "
-            "its daemon processes together) it shows as a gap. For scale, a fresh "
-            "interpreter importing asyncwsgi and running the script took "
-            f"{meta['process_start_ms']:,.0f} ms on this machine (median of 3).",
-        ]
     return "\n".join(lines) + "\n"
 
 
 # ============================================================================ script file
 
+Change = Callable[[], tuple[float, float]]  # makes a change: (t_change, seconds it took)
 
-def write_initial_app(folder: Path) -> Path:
-    """Copy the template into ``folder`` as a world-readable ``reload_app.py``."""
-    text = APP_TEMPLATE.read_text()
-    if not _OLD_LINE_RE.search(text):
-        raise SystemExit(f"{APP_TEMPLATE} has no line {OLD_LINE!r}")
+
+def write_initial_app(folder: Path, change: str = "script") -> Path:
+    """Copy the app into ``folder`` as a world-readable ``reload_app.py``; return its path.
+
+    ``change`` helper or broken: the app that imports ``reload_helper``, with the helper
+    (``VERSION = 1``) copied beside it.
+    """
+    template = APP_TEMPLATE if change == "script" else HELPER_APP_TEMPLATE
+    text = template.read_text()
+    if change == "script" and not _OLD_LINE_RE.search(text):
+        raise SystemExit(f"{template} has no line {OLD_LINE!r}")
     path = folder / APP_NAME
     path.write_text(text)
     path.chmod(0o644)
+    if change != "script":
+        helper = folder / HELPER_NAME
+        helper.write_text(helper_text(HELPER_TEMPLATE.read_text(), 1))
+        helper.chmod(0o644)
     return path
 
 
-def rewrite_app(path: Path, mode: str) -> tuple[float, float]:
-    """Switch the script to ``version=2``; return (t_change, seconds the write took).
+def helper_text(template: str, version: int | None) -> str:
+    """The helper module's text: its line ``VERSION = 1`` made ``VERSION = {version}``, or
+    (``version`` None) the line that makes the import fail, ``raise RuntimeError(...)``."""
+    line = BROKEN_LINE if version is None else f"VERSION = {version}"
+    text, count = _OLD_LINE_RE.subn(line, template, count=1)
+    if count != 1:
+        raise ValueError(f"the helper template has no line {OLD_LINE!r}")
+    return text
 
-    t_change is taken just before the new content can become visible, so no
-    new-code response can precede it. The mtime is then set to at least one second
-    past the old one, so servers that compare whole seconds see the change too.
+
+def write_file(path: Path, text: str, mode: str) -> tuple[float, float]:
+    """Make ``text`` the content of ``path``; return (t_change, seconds the write took).
+
+    ``replace``: write a temp file beside it and ``os.replace`` it; ``inplace``: truncate
+    and write the same inode. t_change is taken just before the new content can become
+    visible, so no new-code response can precede it. The mtime is then set to at least
+    one second past the old one, so servers that compare whole seconds see the change too.
     """
     old = path.stat()
-    text, count = _OLD_LINE_RE.subn(NEW_LINE, path.read_text(), count=1)
-    if count != 1:
-        raise ValueError(f"{path} has no line {OLD_LINE!r}")
     if mode == "replace":
         tmp = path.with_name(path.name + ".new")  # not *.py: uvicorn must not watch it
         tmp.write_text(text)
@@ -487,6 +677,39 @@ def rewrite_app(path: Path, mode: str) -> tuple[float, float]:
     return t_change, time.monotonic() - t_change
 
 
+def rewrite_app(path: Path, mode: str) -> tuple[float, float]:
+    """Switch the script to ``version=2``; return (t_change, seconds the write took)."""
+    text, count = _OLD_LINE_RE.subn(NEW_LINE, path.read_text(), count=1)
+    if count != 1:
+        raise ValueError(f"{path} has no line {OLD_LINE!r}")
+    return write_file(path, text, mode)
+
+
+def write_helper(path: Path, version: int | None, mode: str) -> tuple[float, float]:
+    """Write the helper module answering ``version`` (None: the broken one), as
+    :func:`write_file` does; return (t_change, seconds the write took)."""
+    return write_file(path, helper_text(HELPER_TEMPLATE.read_text(), version), mode)
+
+
+def change_steps(change: str, folder: Path, mode: str) -> list[Change]:
+    """The writes that make the change, in order; the last one brings ``version=2``.
+
+    script: rewrite the script; helper: rewrite the helper; broken: write the broken
+    helper, then (``--broken-for`` seconds later, see the load runners) the fixed one.
+    """
+    script, helper = folder / APP_NAME, folder / HELPER_NAME
+    if change == "script":
+        return [functools.partial(rewrite_app, script, mode)]
+    if change == "helper":
+        return [functools.partial(write_helper, helper, 2, mode)]
+    if change == "broken":
+        return [
+            functools.partial(write_helper, helper, None, mode),
+            functools.partial(write_helper, helper, 2, mode),
+        ]
+    raise ValueError(f"unknown change {change!r}")
+
+
 # ============================================================================ clients
 
 
@@ -494,10 +717,14 @@ def rewrite_app(path: Path, mode: str) -> tuple[float, float]:
 class LoadResult:
     events: list[Response]
     t_start: float
-    t_change: float
+    t_changes: list[float]  # when each change step was made; the last brings version 2
     t_end: float
-    write_s: float
+    write_s: float  # how long the last step took
     client_cpu_s: float
+
+    @property
+    def t_change(self) -> float:
+        return self.t_changes[-1]
 
 
 def _errname(exc: BaseException) -> str:
@@ -602,14 +829,19 @@ class _AsyncLoad:
                     conn.fail("timeout")
 
     async def run(
-        self, before_s: float, after_s: float, change: Callable[[], tuple[float, float]]
+        self, before_s: float, after_s: float, changes: Sequence[Change], between_s: float
     ) -> LoadResult:
         t_start = time.monotonic()
         tasks = [asyncio.create_task(self.client(cid)) for cid in range(self.clients)]
         dog = asyncio.create_task(self.watchdog())
         await asyncio.sleep(max(0.0, t_start + before_s - time.monotonic()))
-        t_change, write_s = change()
-        await asyncio.sleep(max(0.0, t_change + after_s - time.monotonic()))
+        t_changes: list[float] = []
+        for change in changes:
+            if t_changes:
+                await asyncio.sleep(max(0.0, t_changes[-1] + between_s - time.monotonic()))
+            t_change, write_s = change()
+            t_changes.append(t_change)
+        await asyncio.sleep(max(0.0, t_changes[-1] + after_s - time.monotonic()))
         t_end = time.monotonic()
         self.stopping = True
         _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
@@ -619,7 +851,7 @@ class _AsyncLoad:
             task.cancel()
         dog.cancel()
         await asyncio.gather(*pending, dog, return_exceptions=True)
-        return LoadResult(self.events, t_start, t_change, t_end, write_s, 0.0)
+        return LoadResult(self.events, t_start, t_changes, t_end, write_s, 0.0)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -636,11 +868,15 @@ def run_load_asyncio(
     clients: int,
     before_s: float,
     after_s: float,
-    change: Callable[[], tuple[float, float]],
+    changes: Sequence[Change],
+    between_s: float = 0.0,
 ) -> LoadResult:
+    """Load for ``before_s``, make the ``changes`` (``between_s`` apart), load ``after_s``
+    more (counted from the last change)."""
     loop = _new_event_loop()
     try:
-        return loop.run_until_complete(_AsyncLoad(port, clients).run(before_s, after_s, change))
+        load = _AsyncLoad(port, clients)
+        return loop.run_until_complete(load.run(before_s, after_s, changes, between_s))
     finally:
         loop.close()
 
@@ -650,7 +886,8 @@ def run_load_threads(
     clients: int,
     before_s: float,
     after_s: float,
-    change: Callable[[], tuple[float, float]],
+    changes: Sequence[Change],
+    between_s: float = 0.0,
 ) -> LoadResult:
     """The same load with one http.client thread per client (for comparison)."""
     events: list[Response] = []  # list.append is atomic under the GIL
@@ -700,13 +937,18 @@ def run_load_threads(
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, t_start + before_s - time.monotonic()))
-    t_change, write_s = change()
-    time.sleep(max(0.0, t_change + after_s - time.monotonic()))
+    t_changes: list[float] = []
+    for change in changes:
+        if t_changes:
+            time.sleep(max(0.0, t_changes[-1] + between_s - time.monotonic()))
+        t_change, write_s = change()
+        t_changes.append(t_change)
+    time.sleep(max(0.0, t_changes[-1] + after_s - time.monotonic()))
     t_end = time.monotonic()
     stop.set()
     for thread in threads:
         thread.join(DRAIN_TIMEOUT_S + REQUEST_TIMEOUT_S)
-    return LoadResult(list(events), t_start, t_change, t_end, write_s, 0.0)
+    return LoadResult(list(events), t_start, t_changes, t_end, write_s, 0.0)
 
 
 CLIENTS = {"asyncio": run_load_asyncio, "threads": run_load_threads}
@@ -912,8 +1154,42 @@ def _uvicorn(*, reload: bool, workers: int) -> Callable[[Path, int], list[str]]:
     return build
 
 
-SCRIPT = "script"  # trigger: rewrite the script
-SIGHUP = "sighup"  # trigger: rewrite the script, then SIGHUP to the started process
+def _granian_reload(script: Path, port: int) -> list[str]:
+    """``granian --interface wsgi --reload --workers 1``, watching the app's folder.
+
+    The folder also holds the server log and ``--write replace``'s temp file (``*.new``),
+    which must not count as changes. ``--reload-ignore-worker-failure``: without it a
+    worker that fails to import the app (``--change broken``) stops granian altogether.
+    """
+    folder = str(script.parent)
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--reload",
+        "--reload-paths",
+        folder,
+        "--reload-ignore-patterns",
+        r"^server\.log$",
+        "--reload-ignore-patterns",
+        r"\.new$",
+        "--reload-ignore-worker-failure",
+        "--workers",
+        "1",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--working-dir",
+        folder,
+        f"{script.stem}:application",
+    ]
+
+
+SCRIPT = "script"  # trigger: make the change (--change)
+SIGHUP = "sighup"  # trigger: make the change, then SIGHUP to the started process
 
 
 @dataclass(frozen=True)
@@ -1002,6 +1278,31 @@ SERVERS: tuple[ServerSpec, ...] = (
         trigger=SIGHUP,
         min_processes=3,  # the supervisor + 2 workers
     ),
+    ServerSpec(
+        "asyncwsgi-changes",
+        "asyncwsgi --reload-on-changes, embedded: a supervisor and 1 copy of the server x 8 "
+        "threads; a change to any file the app imported starts a new copy, which takes over "
+        "before the old one stops",
+        lambda: SubprocessServer(_asyncwsgi("changes")),
+        ("asyncwsgi",),
+        min_processes=_min_processes("changes"),
+    ),
+    ServerSpec(
+        "asyncwsgi-daemon-changes",
+        "asyncwsgi --mode daemon --processes 2 --threads 8 --reload-on-changes; a change to "
+        "any file the app imported replaces the group one process at a time, each "
+        "replacement ready before the process it replaces stops",
+        lambda: SubprocessServer(_asyncwsgi("daemon-changes")),
+        ("asyncwsgi",),
+        min_processes=_min_processes("daemon-changes"),
+    ),
+    ServerSpec(
+        "granian-reload",
+        "granian --interface wsgi --reload --workers 1, watching the app's folder, "
+        "--reload-ignore-worker-failure",
+        lambda: SubprocessServer(_granian_reload),
+        ("granian",),
+    ),
 )
 SERVERS_BY_NAME = {spec.name: spec for spec in SERVERS}
 # --scenario: which servers run, in this order ("all": every one, in SERVERS order).
@@ -1019,6 +1320,14 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         "modwsgi-daemon",
         "gunicorn-hup",
         "uvicorn-hup",
+    ),
+    # The default with --change helper|broken: servers that reload what the app imported.
+    "changes": (
+        "asyncwsgi-changes",
+        "asyncwsgi-daemon-changes",
+        "gunicorn-reload",
+        "uvicorn-reload",
+        "granian-reload",
     ),
     "all": tuple(SERVERS_BY_NAME),
 }
@@ -1149,7 +1458,10 @@ def process_start_ms(python: str = sys.executable, runs: int = 3) -> float | Non
 
 _RELOAD_LOG_RE = re.compile(
     r"Reloading WSGI script.*|.*[Rr]estart.*|.*[Rr]eloading.*|.*modified.*|"
-    r"stopped after \d+ request\(s\).*"
+    r"stopped after \d+ request\(s\).*|"
+    # asyncwsgi --reload-on-changes, and a helper that fails to import (--change broken)
+    r".*changed; replacing.*|.*could not load.*|.*RuntimeError: broken deploy.*|"
+    r".*Worker failed to boot.*|.*Unexpected exit from worker.*"
 )
 
 
@@ -1217,7 +1529,7 @@ def run_one(
         assert isinstance(server, SubprocessServer), f"{spec.name} cannot be pinned"
         server.checkout = checkout
     try:
-        script = write_initial_app(folder)
+        script = write_initial_app(folder, args.change)
         port = free_port()
         server.start(script, port)
         if isinstance(server, SubprocessServer) and server.code:
@@ -1225,16 +1537,22 @@ def run_one(
         wait_ready(server, port)
         result["processes"] = check_processes(server, spec)
 
-        def change() -> tuple[float, float]:
-            t_change, write_s = rewrite_app(script, args.write)
-            if spec.trigger == SIGHUP:
-                server.signal_reload()
-                write_s = time.monotonic() - t_change
-            return t_change, write_s
+        def with_trigger(write: Change) -> Change:
+            def change() -> tuple[float, float]:
+                t_change, write_s = write()
+                if spec.trigger == SIGHUP:
+                    server.signal_reload()
+                    write_s = time.monotonic() - t_change
+                return t_change, write_s
 
+            return change
+
+        steps = [with_trigger(w) for w in change_steps(args.change, folder, args.write)]
         before = cpustat.snapshot()
         cpu0 = _cpu_seconds()
-        load = CLIENTS[args.client](port, args.clients, args.before, args.after, change)
+        load = CLIENTS[args.client](
+            port, args.clients, args.before, args.after, steps, args.broken_for
+        )
         load.client_cpu_s = _cpu_seconds() - cpu0
         foreign = other_processes_cpu(before, cpustat.snapshot(), server.pgid or -1)
         time.sleep(0.2)  # let the server log its reload before it is stopped
@@ -1247,8 +1565,12 @@ def run_one(
         server_log = server.log()
         shutil.rmtree(folder, ignore_errors=True)
 
-    metrics = compute_metrics(load.events, load.t_start, load.t_change, load.t_end)
+    t_broken = load.t_changes[0] if args.change == "broken" else None
+    metrics = compute_metrics(load.events, load.t_start, load.t_change, load.t_end, t_broken)
     duration = load.t_end - load.t_start
+    if t_broken is not None:
+        # Seconds from the start of the load (the bins' start_ms is relative to the fix).
+        result.update(t_broken_s=t_broken - load.t_start, t_fix_s=load.t_change - load.t_start)
     result.update(
         metrics=metrics.__dict__,
         write_ms=load.write_s * 1000,
@@ -1267,8 +1589,17 @@ def run_one(
     return result
 
 
-def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
-    """One row per server: the whole run (left) and a zoom on the switch-over (right)."""
+def plot(
+    results: Sequence[dict[str, Any]],
+    path: Path,
+    title: str,
+    change_label: str = "the script rewrite",
+) -> bool:
+    """One row per server: the whole run (left) and a zoom on the switch-over (right).
+
+    Time 0 is the change (``change_label``, the dashed line); with ``--change broken``
+    the broken period before it is shaded.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1285,8 +1616,14 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
         squeeze=False,
         gridspec_kw={"width_ratios": [2.2, 1]},
     )
-    colours = {"old": "#9aa7b8", "new": "#2b8a3e", "failed": "#d6336c"}
-    labels = {"old": "old code (version=1)", "new": "new code (version=2)", "failed": "failed"}
+    colours = {"old": "#9aa7b8", "new": "#2b8a3e", "failed": "#d6336c", "broken": "#fff3bf"}
+    labels = {
+        "old": "old code (version=1)",
+        "new": "new code (version=2)",
+        "failed": "failed",
+        "broken": "broken helper on disk",
+    }
+    shaded = False
     for row, r in enumerate(ran):
         m = r["metrics"]
         bins = r["bins"]
@@ -1295,8 +1632,13 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
         x = [bins["start_ms"] / 1000 + i * width for i in range(n)]
         switch_s = (m["switch_over_ms"] or 0.0) / 1000
         zoom = (-0.1, min(x[-1] + width, max(0.5, switch_s + 0.3)))
+        # --change broken: from the broken write to the fix (time 0).
+        broken_s = r["t_broken_s"] - r["t_fix_s"] if "t_broken_s" in r else None
         for col in (0, 1):
             ax = axes[row][col]
+            if broken_s is not None:
+                ax.axvspan(broken_s, 0.0, color=colours["broken"], linewidth=0)
+                shaded = True
             bottom = [0] * n
             for series in ("old", "new", "failed"):
                 values = bins[series]
@@ -1316,9 +1658,11 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
             if col == 0:
                 ax.set_xlim(x[0], x[-1] + width)
                 ax.set_ylabel("responses / 10 ms")
+                while_broken = m.get("failed_while_broken")
                 ax.set_title(
-                    f"{r['name']}: {m['responses']:,} ok, {m['failed']:,} failed, "
-                    f"gap {_fmt_ms(m['longest_gap_ms'])} ms, switch-over "
+                    f"{r['name']}: {m['responses']:,} ok, {m['failed']:,} failed"
+                    + ("" if while_broken is None else f" ({while_broken:,} while broken)")
+                    + f", gap {_fmt_ms(m['longest_gap_ms'])} ms, switch-over "
                     f"{_fmt_ms(m['switch_over_ms'])} ms, {m['old_after_change']:,} old after",
                     fontsize=9,
                     loc="left",
@@ -1327,9 +1671,10 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
                 ax.set_xlim(*zoom)
                 ax.set_title("zoom on the change", fontsize=9, loc="left")
     for ax in axes[-1]:
-        ax.set_xlabel("seconds from the script rewrite (dashed line)")
-    handles = [Patch(color=colours[k], label=labels[k]) for k in ("old", "new", "failed")]
-    fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=9, frameon=False)
+        ax.set_xlabel(f"seconds from {change_label} (dashed line)")
+    keys = ["old", "new", "failed", *(["broken"] if shaded else [])]
+    handles = [Patch(color=colours[k], label=labels[k]) for k in keys]
+    fig.legend(handles=handles, loc="upper right", ncol=len(keys), fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=110)
@@ -1349,7 +1694,7 @@ def machine() -> str:
 
 def versions() -> dict[str, str]:
     out = {}
-    for package in ("asyncwsgi", "gunicorn", "uvicorn", "a2wsgi", "uvloop", "mod_wsgi"):
+    for package in ("asyncwsgi", "gunicorn", "uvicorn", "a2wsgi", "granian", "uvloop", "mod_wsgi"):
         try:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -1362,12 +1707,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument(
+        "--change",
+        choices=tuple(CHANGES),
+        default="script",
+        help="what is changed under load: the script (default), a helper module the app "
+        "imports, or the helper broken (fails to import) and then fixed",
+    )
+    parser.add_argument(
+        "--broken-for",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="--change broken: seconds of load between the broken helper and the fix",
+    )
+    parser.add_argument(
         "--scenario",
         choices=tuple(SCENARIOS),
-        default="embedded",
+        default=None,
         help="which servers: "
         + "; ".join(f"{name}: {', '.join(names)}" for name, names in SCENARIOS.items())
-        + " (default embedded)",
+        + " (default embedded; changes with --change helper or broken)",
     )
     parser.add_argument(
         "--only", default="", help="comma-separated server names (overrides --scenario)"
@@ -1400,6 +1759,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--clients must be within 1..1000")
     if not (0.1 <= args.before <= 60 and 0.1 <= args.after <= 60):
         parser.error("--before/--after must be within 0.1..60 s")
+    if not 0.1 <= args.broken_for <= 60:
+        parser.error("--broken-for must be within 0.1..60 s")
+    if args.scenario is None:
+        args.scenario = CHANGES[args.change]
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERVERS_BY_NAME]
     if unknown:
@@ -1416,9 +1779,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def report_progress(r: dict[str, Any]) -> None:
     if r.get("metrics"):
         m = r["metrics"]
+        while_broken = m.get("failed_while_broken")
         log(
             f"    {m['responses']:,} ok, {m['failed']} failed, "
-            f"gap {_fmt_ms(m['longest_gap_ms'])} ms, "
+            + ("" if while_broken is None else f"{while_broken} while broken, ")
+            + f"gap {_fmt_ms(m['longest_gap_ms'])} ms, "
             f"switch-over {_fmt_ms(m['switch_over_ms'])} ms, "
             f"{m['old_after_change']} old after change, client CPU {r['client_cpu_pct']:.0f}%"
             + (f", busy machine: {r['foreign_cpu']}" if r.get("foreign_cpu") else "")
@@ -1452,6 +1817,24 @@ def dumps_compact_lists(obj: Any) -> str:
     return _NUMBER_LIST_RE.sub(lambda m: "[" + re.sub(r",\n\s*", ",", m[1]) + "]", text)
 
 
+# The dashed line of the timeline: time 0 of each --change.
+CHANGE_LABELS = {
+    "script": "the script rewrite",
+    "helper": "the helper rewrite",
+    "broken": "the fix",
+}
+
+
+def file_suffix(change: str, scenario: str, only: bool) -> str:
+    """What the file names carry after ``reload-under-load`` / ``reload-timeline``: the
+    change unless it is the script's, then the scenario unless it is that change's
+    default or ``--only`` chose the servers (``-helper``, ``-broken-all``, ``-daemon``)."""
+    parts = [] if change == "script" else [change]
+    if not only and scenario != CHANGES[change]:
+        parts.append(scenario)
+    return "".join(f"-{part}" for part in parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(BENCH_DIR))  # baseline, cpustat, apache.modwsgi
     args = parse_args(argv)
@@ -1467,6 +1850,8 @@ def main(argv: list[str] | None = None) -> int:
         "before_s": args.before,
         "after_s": args.after,
         "write": "temp file + os.replace" if args.write == "replace" else "in-place write",
+        "change": args.change,
+        **({"broken_for_s": args.broken_for} if args.change == "broken" else {}),
         "versions": versions(),
         "scenario": "custom (--only)" if args.only else args.scenario,
         "process_start_ms": (
@@ -1496,17 +1881,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_save:
         return 0
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.only or args.scenario == "embedded" else f"-{args.scenario}"
+    suffix = file_suffix(args.change, args.scenario, bool(args.only))
     md_path = RESULTS_DIR / f"reload-under-load{suffix}-{stamp}.md"
     json_path = md_path.with_suffix(".json")
     png_path = RESULTS_DIR / f"reload-timeline{suffix}-{stamp}.png"
     scrub = __import__("cpustat").scrub_paths
     json_path.write_text(scrub(dumps_compact_lists({"meta": meta, "servers": results})) + "\n")
     shown = [median_run([r for r in results if r["name"] == name]) for name in rows]
-    title = f"Reload under load, {meta['date']} — {meta['machine']}"
+    title = f"{change_title(meta)}, {meta['date']} — {meta['machine']}"
     if args.rounds > 1:
         title += f"\n(per server, the round with the median longest gap of {args.rounds})"
-    if plot([r for r in shown if r is not None], png_path, title):
+    if plot([r for r in shown if r is not None], png_path, title, CHANGE_LABELS[args.change]):
         report += f"\n![timeline]({png_path.name})\n"
         log(f"saved {png_path}")
     md_path.write_text(scrub(report))
