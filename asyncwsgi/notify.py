@@ -55,15 +55,16 @@ def reload_begins() -> None:
         send(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
 
-def reload_ends() -> None:
-    """A reload finished (or was given up); the last one says READY=1."""
+def reload_ends(quiet: bool = False) -> None:
+    """A reload finished (or was given up); the last one says READY=1 (not when
+    ``quiet``: the server is stopping)."""
     global _reloading
     with _lock:
         if _reloading == 0:
             return
         _reloading -= 1
         last = _reloading == 0
-    if last:
+    if last and not quiet:
         send("READY=1")
 
 

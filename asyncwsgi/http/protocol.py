@@ -571,12 +571,11 @@ class HttpProtocol(asyncio.Protocol):
             self._check_body(parsing, parsing.body, now)
         if self._head_deadline and not self.disconnected:
             self._check_head(now)
+        if self.state.shutting_down and not self.closing:
+            self.shutdown()  # accepted as the server began to stop
         if self._active is not None or self._queue or self.disconnected:
             return
         deadline = self.deadline
-        if self.state.shutting_down and not self._in_message and now >= deadline:
-            self._close()
-            return
         if deadline and now >= deadline and not self._in_message:
             self.deadline = 0.0
             self._close()

@@ -111,9 +111,13 @@ class ProcessGroup:
 
     def ready(self, child: Child) -> None:
         """Launcher: ``child`` said READY."""
-        if child.state is not ChildState.STARTING:
-            return
+        if child.state is not ChildState.STARTING or child.timed_out:
+            return  # (a READY read after startup_timeout killed it counts for nothing)
         child.state = ChildState.READY
+        if child.generation == self.given_up:
+            # A generation given up boots after all (it was a slow start): not degraded.
+            self.given_up = 0
+            self.degraded = None
         child.ready_at = time.monotonic()
         if self.maximum_requests:
             child.max_requests = self.maximum_requests + random.randint(0, self.jitter)
@@ -149,7 +153,7 @@ class ProcessGroup:
         if self.closing:
             return
         self.generation += 1
-        if not self._rolling:
+        if not self._rolling and self._started is None:
             self._rolling = True
             notify.reload_begins()
         if self.failed:
@@ -184,7 +188,7 @@ class ProcessGroup:
     async def close(self, timeout: float | None = None) -> None:
         """Retire every process and wait for them to exit; kill what outlives the grace."""
         self.closing = True
-        self._settled()
+        self._settled(quiet=True)  # stopping: no READY=1 to systemd
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         for child in list(self.children):
@@ -235,6 +239,8 @@ class ProcessGroup:
             # that could not boot -- unless none is left to serve.
             for _ in range(self.size - len(live)):
                 self._spawn()
+                if self.failed or self.given_up == self.generation:
+                    break  # no process could be started: not another try now
         elif (
             not starting
             and self.given_up != self.generation
@@ -255,28 +261,34 @@ class ProcessGroup:
                 self.degraded = None
             self._settled()
 
-    def _settled(self) -> None:
+    def _settled(self, quiet: bool = False) -> None:
         """A restart is over: done, or given up (systemd is told READY=1)."""
         if self._rolling:
             self._rolling = False
-            notify.reload_ends()
+            notify.reload_ends(quiet=quiet)
 
     def _spawn(self) -> None:
         child = Child(self, self.generation)
-        self.children.append(child)
-        read_end, child.report_fd = os.pipe()
-        os.set_blocking(read_end, False)
+        read_end = -1
         try:
+            read_end, child.report_fd = os.pipe()
+            os.set_blocking(read_end, False)
             process = self.launcher.spawn(child)
-        except Exception as exc:
+        except Exception as exc:  # out of descriptors or processes, most likely
             logger.exception("%s: could not start a process", self.label)
-            self.children.remove(child)
-            os.close(read_end)
-            self._fail(f"could not start a process: {exc}")
+            if read_end >= 0:
+                os.close(read_end)
+            why = f"could not start a process: {exc}"
+            if self._started is None and self.ready_children:
+                self._give_up(why, why)
+            else:
+                self._fail(why)
             return
         finally:
-            os.close(child.report_fd)
-            child.report_fd = -1
+            if child.report_fd >= 0:
+                os.close(child.report_fd)
+                child.report_fd = -1
+        self.children.append(child)
         child.process = process
         child.pid = process.pid
         assert self._loop is not None
@@ -398,18 +410,31 @@ class ProcessGroup:
             started.set_exception(ScriptLoadError(self.target, f"{self.label}: {why}"))
         self._changed()
 
-    def _boot_failed(self, child: Child, why: str) -> None:
-        """``child`` could not boot: give its generation up if older processes serve,
-        else fail the group (nothing to keep)."""
-        if child.generation != self.generation or self.given_up == self.generation:
-            return  # a generation already left behind, or given up already
+    def _boot_failed(self, child: Child, why: str) -> bool:
+        """``child`` could not boot: give its generation up if other processes serve,
+        else fail the group (nothing to keep). False: handle it as a crash instead."""
+        if child.generation != self.generation:
+            logger.info("%s: %s (generation %d, superseded)", self.label, why, child.generation)
+            return True
         serving = self.ready_children
         if self._started is not None or not serving:
-            self._fail(why)
-            return
+            self._fail(why)  # nothing to keep: no respawn loop either
+            return True
+        if self.given_up == self.generation:
+            return True  # a sibling, killed when its generation was given up
+        if any(w.generation == self.generation for w in serving):
+            # This generation has booted already: a one-off (a slow start under load).
+            return False
+        self._give_up(why, child.error or why)
+        return True
+
+    def _give_up(self, why: str, error: str) -> None:
+        """Degraded: this generation is not tried again until restart(); the processes
+        serving now go on."""
+        serving = self.ready_children
         self.given_up = self.generation
         self.degraded = {
-            "error": child.error or why,
+            "error": error,
             "failed_generation": self.generation,
             "serving_generation": max(w.generation for w in serving),
             "since": time.time(),
@@ -500,17 +525,26 @@ class ProcessGroup:
             )
         elif previous is ChildState.STARTING and (status == EXIT_BOOT_FAILED or child.error):
             # (It may have said why and been killed by startup_timeout before it exited.)
-            self._boot_failed(child, f"process {child.pid} could not load the application")
+            if not self._boot_failed(child, f"process {child.pid} could not load the application"):
+                self._crashed(child, status, previous)
         elif previous is ChildState.STARTING and child.timed_out:
-            self._boot_failed(
+            if not self._boot_failed(
                 child,
                 f"process {child.pid} was not ready within {self.startup_timeout:g} s "
                 "(startup_timeout: is its import stuck?) and was killed",
-            )
-        elif previous is ChildState.STARTING and self._replacing(child):
-            self._boot_failed(
+            ):
+                self._crashed(child, status, previous)
+        elif (
+            previous is ChildState.STARTING
+            and self._replacing(child)
+            # Asked to stop (a SIGTERM to the whole process group is the server's
+            # shutdown, seen first by its children): not the new code's fault.
+            and status not in (-signal.SIGTERM, -signal.SIGINT)
+        ):
+            if not self._boot_failed(
                 child, f"process {child.pid} died before it was ready ({describe_status(status)})"
-            )
+            ):
+                self._crashed(child, status, previous)
         elif self.given_up == self.generation and self.ready_children:
             logger.error(
                 "%s: process %d died (%s); not replaced while generation %d cannot start "
@@ -521,26 +555,30 @@ class ProcessGroup:
                 self.generation,
             )
         else:
-            lived = time.monotonic() - child.started_at
-            self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
-            delay = (
-                _RESPAWN_PAUSE
-                if self._crashes <= 1
-                else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
-            )
-            self._hold_until = time.monotonic() + delay
-            if self._started is not None and self._crashes >= 3:
-                self._fail(f"process {child.pid} died while starting ({describe_status(status)})")
-            else:
-                logger.error(
-                    "%s: process %d died (%s)%s; starting a replacement%s",
-                    self.label,
-                    child.pid,
-                    describe_status(status),
-                    " while starting" if previous is ChildState.STARTING else "",
-                    f" in {delay:g} s" if delay > _RESPAWN_PAUSE else "",
-                )
+            self._crashed(child, status, previous)
         if self._all_exited is not None and not self.children:
             self._all_exited.set()
         self._reconcile()
         self._changed()
+
+    def _crashed(self, child: Child, status: int | None, previous: ChildState) -> None:
+        """A process died unasked: respawned, with a backoff if they keep dying young."""
+        lived = time.monotonic() - child.started_at
+        self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
+        delay = (
+            _RESPAWN_PAUSE
+            if self._crashes <= 1
+            else min(_MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 2))
+        )
+        self._hold_until = time.monotonic() + delay
+        if self._started is not None and self._crashes >= 3:
+            self._fail(f"process {child.pid} died while starting ({describe_status(status)})")
+            return
+        logger.error(
+            "%s: process %d died (%s)%s; starting a replacement%s",
+            self.label,
+            child.pid,
+            describe_status(status),
+            " while starting" if previous is ChildState.STARTING else "",
+            f" in {delay:g} s" if delay > _RESPAWN_PAUSE else "",
+        )

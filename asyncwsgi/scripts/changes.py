@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob as globbing
 import logging
 import os
 import re
@@ -37,6 +36,9 @@ QUIET = 0.05
 POLL_INTERVAL = 0.5
 # A watch is set up within this long of being asked for (seconds).
 _WATCH_SETTLED = 0.2
+# When a watch is replaced, files changed this long before are looked at by stat (its
+# debounce may have held them back).
+_HANDOVER = 1.0
 
 ChangeKey = tuple[int, int, int]
 
@@ -88,6 +90,12 @@ def compile_glob(pattern: str, base: str) -> tuple[str, re.Pattern[str]]:
     return root, re.compile(regex + r"\Z")
 
 
+def _reaches_down(pattern: str) -> bool:
+    """Whether a glob can match below the folder :func:`compile_glob` roots it at."""
+    folders = os.path.normpath(pattern).split(os.sep)[:-1]
+    return "**" in pattern or any(_magic(part) for part in folders)
+
+
 def _key(path: str) -> ChangeKey | None:
     try:
         st = os.stat(path)
@@ -111,6 +119,11 @@ class ChangeWatcher:
         self.on_change = on_change
         self.base = os.path.abspath(base)
         self.globs = [compile_glob(g, self.base) for g in globs]
+        # Roots watched with their subfolders: those of globs that reach into subfolders
+        # ("**", or a wildcard in a folder part); the others need their root folder only.
+        self._deep_roots = {
+            root for g, (root, _) in zip(globs, self.globs, strict=True) if _reaches_down(g)
+        }
         self.files: set[str] = set()
         self.excluded: set[str] = set()
         self.backend = "polling" if poll else "watchfiles"
@@ -121,6 +134,8 @@ class ChangeWatcher:
         self._stop: threading.Event | None = None
         self._pending: set[str] = set()
         self._last_seen: dict[str, float] = {}  # path -> when a change to it was seen
+        self._watch_began = 0.0  # when the current watch was asked for (wall clock)
+        self._added_at: dict[str, float] = {}  # path -> when add() got it (wall clock)
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -140,30 +155,32 @@ class ChangeWatcher:
         self.excluded.update(os.path.realpath(p) for p in paths)
 
     def add(self, files: Iterable[str], since: float = 0.0) -> None:
-        """Watch these files too (a process reported new imports). A file changed after
-        ``since`` (the wall-clock time the process that imported it started) is reported:
-        the change came before the watch, or before the process imported it."""
-        new = {os.path.realpath(f) for f in files} - self.files
+        """Watch these files too (a process reported new imports; the paths are real,
+        resolved by the process). A file changed after ``since`` (the wall-clock time the
+        process that imported it started) is reported: the change came before the watch,
+        or before the process imported it."""
+        new = set(files) - self.files
         if not new:
             return
+        added = time.time()
         with self._lock:
             self.files |= new
-        loop = self._loop
-        if loop is None:
+            for path in new:
+                self._added_at[path] = added
+        if self._loop is None:
             return
-        if {os.path.dirname(f) for f in new} - self._dirs:
-            self._restart()
+        if self.backend != "polling" and {os.path.dirname(f) for f in new} - self._dirs:
+            self._restart()  # (the polling thread reads the set anew on each look)
         if since:
-            # Once the watch is surely set up, anything later is the watcher's to see.
-            loop.call_later(
-                _WATCH_SETTLED,
-                loop.run_in_executor,
-                None,
-                self._changed_since,
-                new,
-                since,
-                time.monotonic(),
-            )
+            self._check_later(new, since)
+
+    def _check_later(self, files: set[str], since: float) -> None:
+        # Once the watch is surely set up, anything later is the watcher's to see.
+        loop = self._loop
+        assert loop is not None
+        loop.call_later(
+            _WATCH_SETTLED, loop.run_in_executor, None, self._changed_since, files, since
+        )
 
     def close(self) -> None:
         self._closed = True
@@ -171,6 +188,10 @@ class ChangeWatcher:
             self._stop.set()
         if self._timer is not None:
             self._timer.cancel()
+
+    def seen_since(self, path: str, moment: float) -> bool:
+        """Whether a change to ``path`` was seen after ``moment`` (wall clock)."""
+        return self._last_seen.get(path, 0.0) > moment or path in self._pending
 
     def wanted(self, path: str) -> bool:
         if path in self.excluded:
@@ -182,13 +203,22 @@ class ChangeWatcher:
     def _restart(self) -> None:
         if self._closed:
             return
+        now = time.time()
         if self._stop is not None:
             self._stop.set()
+            # What the stopped watch held back (its debounce) or missed while the new
+            # one was being set up: looked for by stat. (Changes from before it began
+            # are the per-process check's, in add().)
+            with self._lock:
+                files = set(self.files)
+            self._check_later(files, max(now - _HANDOVER, self._watch_began))
+        self._watch_began = now
         stop = self._stop = threading.Event()
         with self._lock:
             self._dirs = {os.path.dirname(f) for f in self.files}
-        dirs = sorted(d for d in self._dirs if os.path.isdir(d))
-        roots = sorted({root for root, _ in self.globs if os.path.isdir(root)})
+        shallow = {root for root, _ in self.globs} - self._deep_roots
+        dirs = sorted(d for d in self._dirs | shallow if os.path.isdir(d))
+        roots = sorted(r for r in self._deep_roots if os.path.isdir(r))
         if self.backend == "polling":
             target: Callable[..., None] = self._poll
             args: tuple[Any, ...] = (stop,)
@@ -206,7 +236,7 @@ class ChangeWatcher:
         self._restart()
 
     def _seen(self, paths: list[str]) -> None:
-        now = time.monotonic()
+        now = time.time()
         for path in paths:
             self._last_seen[path] = now
         self._pending.update(paths)
@@ -228,24 +258,26 @@ class ChangeWatcher:
 
     # -- watcher threads ---------------------------------------------------------------
 
-    def _changed_since(self, files: set[str], since: float, added: float) -> None:
-        found = []
-        for path in sorted(files):
+    def _changed_since(self, files: set[str], since: float) -> None:
+        found: dict[str, float] = {}  # path -> when it changed
+        for path in sorted(files - self.excluded):
             try:
                 st = os.stat(path)
             except OSError:
-                found.append(path)  # gone since it was imported
+                found[path] = time.time()  # gone since it was imported
                 continue
-            # ctime too: a rename or a copy that keeps the old mtime still moves it.
-            if max(st.st_mtime, st.st_ctime) > since and path not in self.excluded:
-                found.append(path)
+            # The ctime: a write, a rename or a copy that keeps (or sets) the mtime all
+            # move it to when it happened; the mtime can say anything.
+            changed = st.st_ctime
+            if changed > since:
+                found[path] = changed
         if found and not self._closed and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._seen_before_watch, found, added)
+                self._loop.call_soon_threadsafe(self._seen_by_stat, found)
 
-    def _seen_before_watch(self, paths: list[str], added: float) -> None:
-        # What the watch itself has reported since the files were added is not new.
-        paths = [p for p in paths if self._last_seen.get(p, 0.0) < added]
+    def _seen_by_stat(self, found: dict[str, float]) -> None:
+        # A change the watch reported already (after it happened) is not new.
+        paths = [p for p, at in found.items() if self._last_seen.get(p, 0.0) < at]
         if paths:
             self._seen(paths)
 
@@ -283,9 +315,16 @@ class ChangeWatcher:
                 raise_interrupt=False,
                 recursive=recursive,
             ):
+                found = set()
                 with self._lock:
-                    found = sorted({p for _, p in changes if self.wanted(os.path.realpath(p))})
-                self._tell(stop, found)
+                    for _, path in changes:
+                        # Module files are real paths; a glob may be under a symlink.
+                        real = os.path.realpath(path)
+                        if self.wanted(real):
+                            found.add(real)
+                        elif self.wanted(path):
+                            found.add(path)
+                self._tell(stop, sorted(found))
         except Exception as exc:  # inotify missing, or its watch limit reached
             if not stop.is_set() and self._loop is not None:
                 with contextlib.suppress(RuntimeError):
@@ -295,26 +334,36 @@ class ChangeWatcher:
         with self._lock:
             files = set(self.files)
         for root, regex in self.globs:
-            for path in globbing.iglob(os.path.join(root, "**"), recursive=True):
-                if regex.match(path):
-                    files.add(path)
+            for folder, subfolders, names in os.walk(root):  # (dotfiles too, unlike glob)
+                if root not in self._deep_roots:
+                    subfolders.clear()
+                for name in names:
+                    path = os.path.join(folder, name)
+                    if regex.match(path):
+                        files.add(path)
         return {path: _key(path) for path in files}
 
     def _poll(self, stop: threading.Event) -> None:
         before = self._snapshot()
         while not stop.wait(POLL_INTERVAL):
             now = self._snapshot()
-            changed = [
-                p
-                for p in set(before) | set(now)
-                if (p in before and now.get(p, None) != before[p] and self.wanted(p))
-                or (p not in before and p in now and self._is_glob_match(p))
-            ]
+            changed = [p for p in before if now.get(p) != before[p] and self.wanted(p)]
+            changed += [p for p in now.keys() - before.keys() if self._new_and_changed(p)]
             before = now
             self._tell(stop, sorted(changed))
 
-    def _is_glob_match(self, path: str) -> bool:
-        return path not in self.excluded and any(r.match(path) for _, r in self.globs)
+    def _new_and_changed(self, path: str) -> bool:
+        """Not in the last look: a file a glob now matches, or one added since that
+        changed after it was added."""
+        if path in self.excluded:
+            return False
+        if any(r.match(path) for _, r in self.globs):
+            return True
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return st.st_ctime > self._added_at.get(path, float("inf"))
 
 
 def script_folder(app: str) -> str:

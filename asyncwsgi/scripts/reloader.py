@@ -138,7 +138,10 @@ class ScriptSource:
                     logger.error("WSGI script '%s' has vanished; %s", self.path, self._fallback)
                 return self._failed(error, None, taken_at, generation)
             started = time.perf_counter()
-            sys.modules.pop(module_name_for(self.path), None)
+            if not self.keep_last_good:
+                # mod_wsgi drops the module first; kept, a failed load puts it back
+                # (load_script), so what serves can still be found by its module's name.
+                sys.modules.pop(module_name_for(self.path), None)
             self.imports += 1
             try:
                 _, app = load_script(self.path, self.callable_name)

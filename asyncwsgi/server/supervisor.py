@@ -19,13 +19,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
 from asyncwsgi.scripts.changes import ChangeWatcher, script_folder
+from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.sources import ImportedFiles
+from asyncwsgi.scripts.watch import StatKey, stat_key
 from asyncwsgi.server.host import Host
 from asyncwsgi.server.sockets import describe, open_socket, systemd_sockets
 from asyncwsgi.settings import BindAddress
@@ -100,6 +103,10 @@ def report_files(fd: int, site_packages: bool) -> None:
     look()
 
 
+def _stat_and_resolve(path: str) -> tuple[StatKey | None, str]:
+    return stat_key(path), os.path.realpath(path)
+
+
 class CopyLauncher:
     """Starts copies of the server for the pool manager; a copy reports READY (and, with
     ``--reload-on-changes``, the files it imported) on its report pipe."""
@@ -141,6 +148,8 @@ class Supervisor(Host):
         self.sockets: list[socket.socket] = []
         self.group: ProcessGroup | None = None
         self.watcher: ChangeWatcher | None = None
+        self._script_key: StatKey | None = None
+        self._script_timer: asyncio.TimerHandle | None = None
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         def every_copy() -> None:
@@ -168,6 +177,28 @@ class Supervisor(Host):
                 for w in (group.children if group else [])
             ],
         }
+
+    def _look_at_script(self) -> None:
+        path = str(self.config.app)
+        began = time.time()
+        looking = self.loop.run_in_executor(None, _stat_and_resolve, path)
+
+        def looked(done: asyncio.Future[tuple[StatKey | None, str]]) -> None:
+            watcher = self.watcher
+            if watcher is None or done.cancelled() or done.exception() is not None:
+                return
+            key, real = done.result()
+            if key != self._script_key and key is not None:
+                self._script_key = key
+                # Unless it was an edit the watcher reports (give it time to): the swap.
+                self.loop.call_later(0.2, self._swapped, path, real, began - 1.0)
+            self._script_timer = self.loop.call_later(1.0, self._look_at_script)
+
+        looking.add_done_callback(looked)
+
+    def _swapped(self, path: str, real: str, since: float) -> None:
+        if self.watcher is not None and not self.watcher.seen_since(real, since):
+            self._files_changed([path])
 
     def _files_changed(self, paths: list[str]) -> None:
         assert self.group is not None
@@ -205,6 +236,11 @@ class Supervisor(Host):
                 base=script_folder(str(self.config.app)),
             )
             self.watcher.start()
+            if is_script_path(str(self.config.app)):
+                # The watcher sees real files; a symlink swapped over the script's folder
+                # (current -> releases/N) changes no file, so its path is stat'ed too.
+                self._script_key = stat_key(str(self.config.app))
+                self._script_timer = self.loop.call_later(1.0, self._look_at_script)
         self.group = ProcessGroup(
             "server",
             launcher,
@@ -229,6 +265,9 @@ class Supervisor(Host):
     async def shutdown(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+            self.watcher = None
+        if self._script_timer is not None:
+            self._script_timer.cancel()
         await self.close_control()
         if self.group is not None:
             await self.group.close()

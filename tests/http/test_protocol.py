@@ -947,6 +947,20 @@ async def test_shutdown_gives_an_idle_connection_a_last_call(harness: Harness) -
     assert idle.transport.closed
 
 
+async def test_a_connection_accepted_as_the_server_stops_is_stopped_too(
+    harness: Harness,
+) -> None:
+    # Accepted while shutdown() went through the connections: the timer's next look
+    # stops it as well, so it does not serve on with keep-alive until the hard abort.
+    conn = harness.open(LoopRunner(hello))
+    conn.state.shutting_down = True
+    conn.protocol.check_deadline(time.monotonic())
+    conn.feed(get("/"))
+    response = one_response(conn.out)
+    assert (response.status, response.closes) == (200, True)
+    assert conn.transport.closed
+
+
 async def test_shutdown_closes_a_busy_connection_after_its_response(harness: Harness) -> None:
     runner = LoopRunner()
     conn = harness.open(runner)

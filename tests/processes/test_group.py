@@ -78,6 +78,7 @@ class Plan:
     status: int = 0  # negative: kills itself with that signal
     ignore_term: bool = False
     error: str = ""  # reported before it exits
+    spawn_fails: bool = False  # the launcher cannot start it (out of processes)
 
 
 NORMAL = Plan()
@@ -121,6 +122,8 @@ class PipeLauncher:
         plan = self.plans.popleft() if self.plans else self.default
         args = [plan.ready_after, plan.exit_after, plan.status]
         args = ["-1" if a is None else str(a) for a in args]
+        if plan.spawn_fails:
+            raise OSError(11, "Resource temporarily unavailable")
         on_term = "ignore" if plan.ignore_term else "exit"
         fd = child.report_fd
         process = subprocess.Popen(
@@ -443,6 +446,36 @@ async def test_a_serving_process_lost_while_degraded_is_not_replaced_by_the_brok
     await asyncio.sleep(0.3)
     assert len(launcher.processes) == 3, "no process of the broken generation was started"
     assert group.ready_children and not group.failed
+
+
+async def test_the_last_serving_process_lost_while_degraded_fails_the_group_once(
+    make_group: MakeGroup,
+) -> None:
+    # The broken generation gets one last try when nothing serves; its failure fails the
+    # group (503s until the next change), not a respawn loop.
+    dies = Plan(exit_after=0.8, status=1)
+    group, launcher = make_group(1, plans=[dies, BOOT_FAILS, BOOT_FAILS])
+    await group.start()
+    group.restart("script changed")
+    await until(lambda: group.degraded is not None)
+    await until(lambda: group.failed)
+    await asyncio.sleep(0.5)
+    assert len(launcher.processes) == 3 and not group.children
+    assert group.degraded is None
+
+
+async def test_a_replacement_that_cannot_be_started_leaves_the_old_processes_serving(
+    make_group: MakeGroup,
+) -> None:
+    group, _ = make_group(2, plans=[NORMAL, NORMAL, Plan(spawn_fails=True)])
+    await group.start()
+    old = list(group.children)
+    group.restart("script changed")
+    assert group.degraded is not None and "could not start a process" in group.degraded["error"]
+    assert group.ready_children == old and not group.failed
+    assert all(c.pid for c in group.children), "no half-made child left behind"
+    group.restart("try again")
+    await until(lambda: settled(group, 3))
 
 
 async def test_a_boot_failure_with_nothing_to_keep_fails_the_group(make_group: MakeGroup) -> None:

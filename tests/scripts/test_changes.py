@@ -230,3 +230,42 @@ async def test_changes_that_come_together_are_reported_once(project: Path) -> No
         await seen.nothing(0.5)
     finally:
         watcher.close()
+
+
+async def test_a_change_is_not_lost_when_the_watch_is_replaced(
+    project: Path, poll: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A process reports a module in a folder not watched yet: the watch is set up anew.
+    # An edit made just before must still be reported.
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "lib.py"
+    elsewhere.write_text("Z = 1\n")
+    seen = Seen()
+    watcher = ChangeWatcher(seen, base=str(project), poll=poll)
+    watcher.start()
+    try:
+        watcher.add([str(project / "helper.py")])
+        await asyncio.sleep(0.4)
+        (project / "helper.py").write_text("X = 2\n")
+        watcher.add([str(elsewhere)])
+        assert await seen.next() == [str(project / "helper.py")]
+        await seen.nothing(1.0)
+    finally:
+        watcher.close()
+
+
+async def test_globs_under_a_symlinked_folder_and_dotfiles(project: Path, poll: bool) -> None:
+    # Deploys often serve from a symlink (current -> releases/N).
+    current = project.parent / f"{project.name}-current"
+    current.symlink_to(project, target_is_directory=True)
+    seen = Seen()
+    watcher = ChangeWatcher(seen, globs=["templates/*.html", ".env"], base=str(current), poll=poll)
+    watcher.start()
+    try:
+        await asyncio.sleep(0.4)
+        (project / "templates" / "page.html").write_text("<p>2</p>\n")
+        assert await seen.next() == [str(current / "templates" / "page.html")]
+        (project / ".env").write_text("DEBUG=1\n")
+        assert await seen.next() == [str(current / ".env")]
+    finally:
+        watcher.close()
+        current.unlink()

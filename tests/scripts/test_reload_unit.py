@@ -314,6 +314,9 @@ async def test_a_failed_load_keeps_the_last_good_version(
     assert degraded is not None and "ValueError: nope" in str(degraded["error"])
     failures = [r.getMessage() for r in caplog.records if "Failed to reload" in r.getMessage()]
     assert len(failures) == 1 and "keeps serving" in failures[0]
+    # What serves is still its module in sys.modules (pickle, typing and frameworks
+    # look classes up by their module's name).
+    assert sys.modules[first.__module__].application is first
     await asyncio.sleep(0)
     write(Path(source.path), script_text("v3"))
     assert version(source.resolve(source.ticket())) == "v3"

@@ -295,3 +295,32 @@ def test_systemd_hears_reloading_and_ready(
         listener.close()
         path.unlink()
         folder.rmdir()
+
+
+@pytest.mark.parametrize("mode", ["daemon-1", "embedded"])
+def test_a_release_folder_swapped_under_a_symlink_is_served(
+    serve: Callable[..., ServerProcess], tmp_path: Path, mode: str
+) -> None:
+    # Deploy by symlink: current -> releases/N, swapped in one rename (ln -sfn).
+    for n in (1, 2):
+        release = tmp_path / "releases" / str(n)
+        (release / "templates").mkdir(parents=True)
+        (release / "templates" / "page.txt").write_text(f"page{n}\n")
+        (release / "helper.py").write_text(f"VALUE = 'h{n}'\n")
+        write_app(release, f"v{n}")
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "releases" / "1", target_is_directory=True)
+    options = [*MODES[mode]]
+    if "--reload-on-changes" not in options:
+        options.append("--reload-on-changes")
+    server = serve(current / "app.wsgi", *options)
+    with Load(server.url + "/") as load:
+        wait_for(lambda: load.served() == {"v1 h1 page1"}, what="the first answers")
+        time.sleep(1.5)
+        swapped = time.monotonic()
+        aside = tmp_path / "current.new"
+        aside.symlink_to(tmp_path / "releases" / "2", target_is_directory=True)
+        os.replace(aside, current)
+        wait_for(lambda: "v2 h2 page2" in load.served(swapped), what="the new release")
+        wait_for(lambda: load.served(time.monotonic() - 0.2) == {"v2 h2 page2"})
+    assert not load.failures(), load.failures()[:5]
