@@ -86,10 +86,13 @@ def argv(
     *,
     extra: Sequence[str] = (),
     python: str | None = None,
+    threads: int | None = THREADS,
 ) -> list[str]:
     """``python -m asyncwsgi APP --bind HOST:PORT --threads 8 [setup options] --no-access-log``.
 
-    ``extra`` goes last (e.g. ``("--script-reloading", "off")``).
+    ``extra`` goes last (e.g. ``("--script-reloading", "off")``). ``threads``: the
+    ``--threads`` value (default :data:`THREADS`); None leaves the option out, so the
+    server runs with its own default thread count.
     """
     return [
         python or sys.executable,
@@ -98,8 +101,7 @@ def argv(
         str(app),
         "--bind",
         f"{host}:{port}",
-        "--threads",
-        str(THREADS),
+        *(() if threads is None else ("--threads", str(threads))),
         *SETUPS[setup].options,
         "--no-access-log",
         *extra,

@@ -3,8 +3,10 @@
 On a 2-core machine a single busy neighbour (a test suite, another benchmark)
 halves the numbers, so ``run.py`` measures how much CPU was used by processes
 other than the server under test and wrk, and flags the measurement when it is
-more than a small fraction of a core. Where /proc is unavailable every function
-degrades to "unknown" (None / empty) rather than failing.
+more than a small fraction of a core. The same snapshots give the CPU the server
+itself used (:func:`tree_cpu_seconds`), which ``run.py`` divides by the requests
+served. Where /proc is unavailable every function degrades to "unknown"
+(None / empty) rather than failing.
 """
 
 from __future__ import annotations
@@ -142,6 +144,23 @@ def tree_members(processes: dict[int, ProcCpu], root: int) -> list[int]:
         found.add(pid)
         stack.extend(children.get(pid, ()))
     return sorted(pid for pid in found if pid in processes and processes[pid].state != "Z")
+
+
+def tree_cpu_seconds(before: CpuSnapshot, after: CpuSnapshot, root: int) -> float | None:
+    """CPU seconds (user + system, all threads) the server started as ``root`` used
+    between the snapshots: every process of its tree and process group at ``after``
+    (:func:`tree_members`), each counted from ``before`` (from 0 if it started meanwhile).
+
+    A process that exited between the snapshots is missed. None if /proc was unreadable.
+    Pure: the snapshots hold everything.
+    """
+    if not after.processes:
+        return None
+    ticks = 0
+    for pid in tree_members(after.processes, root):
+        previous = before.processes.get(pid)
+        ticks += after.processes[pid].ticks - (previous.ticks if previous is not None else 0)
+    return max(0, ticks) / _CLK_TCK
 
 
 def process_label(pid: int, limit: int = 60) -> str:

@@ -5,6 +5,12 @@ keeps each round's outcome whole (``ServerOutcome.round_outcomes``) and the tabl
 per connection count, the median req/s with its min-max spread, the median p99 and the
 errors summed over the rounds (``summarize``). With one round the output is as it always
 was.
+
+Where /proc gave the server's own CPU use during each wrk run, the table has a
+``server CPU µs/request`` column per connection count (``Measurement.cpu_us_per_request``),
+and a second table puts every row against the ``granian`` row (``RunReport.reference``):
+req/s and CPU per request as ratios, and, for an app that waits a known time per request
+(``RunReport.app_wait_s``), the share of the ideal req/s (``render_relative_table``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ class Measurement:
     attempts: int = 1  # wrk runs made (contended runs are retried); this is the best one
     # Connections waiting in the server's accept queue at 1/4, 1/2 and 3/4 of the run.
     accept_queue: list[int] = field(default_factory=list)
+    # CPU seconds (user + system) of the server's processes during the wrk run, from /proc.
+    server_cpu_s: float | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """The server's CPU time per request wrk completed, in µs; None if unknown."""
+        if self.server_cpu_s is None or self.result is None or self.result.requests <= 0:
+            return None
+        return self.server_cpu_s / self.result.requests * 1e6
 
     @property
     def queued(self) -> int | None:
@@ -56,6 +71,8 @@ class Measurement:
             "contention": self.contention,
             "attempts": self.attempts,
             "accept_queue": self.accept_queue,
+            "server_cpu_s": self.server_cpu_s,
+            "server_cpu_us_per_request": self.cpu_us_per_request,
             "wrk_output": self.wrk_output,
         }
 
@@ -91,6 +108,10 @@ class ServerOutcome:
         """req/s at ``connections``; the median over the rounds with ``--rounds``."""
         return summarize(self.runs(connections)).rps
 
+    def cpu_us(self, connections: int) -> float | None:
+        """Server CPU µs per request at ``connections``; the median with ``--rounds``."""
+        return summarize(self.runs(connections)).cpu_us
+
     def to_dict(self) -> dict[str, Any]:
         data = {
             "name": self.name,
@@ -124,6 +145,7 @@ class Summary:
     contended: int = 0  # runs that stayed contended after their retries
     queued: int | None = None  # median accept-queue length (each run's own median)
     many_queued: bool = False
+    cpu_us: float | None = None  # median server CPU µs per request of the runs that have it
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -140,6 +162,7 @@ def summarize(measurements: Sequence[Measurement]) -> Summary:
     p99s = [m.result.p99_ms for m in good if m.result is not None and m.result.p99_ms is not None]
     queues = [m.queued for m in good if m.queued is not None]
     queued = round(statistics.median(queues)) if queues else None
+    cpu = [m.cpu_us_per_request for m in good if m.cpu_us_per_request is not None]
     connections = good[0].connections
     return Summary(
         measured=len(measurements),
@@ -152,6 +175,7 @@ def summarize(measurements: Sequence[Measurement]) -> Summary:
         contended=sum(1 for m in good if m.contention),
         queued=queued,
         many_queued=(queued or 0) >= max(QUEUED_MIN, connections // 20),
+        cpu_us=statistics.median(cpu) if cpu else None,
     )
 
 
@@ -191,6 +215,8 @@ class RunReport:
     baseline: str = BASELINE  # the row every ratio is taken against
     title: str = "Hello-world WSGI benchmark"
     rounds: int = 1  # --rounds: times every row was measured
+    reference: str | None = None  # the granian row, which the second table compares with
+    app_wait_s: float | None = None  # the app's wait per request (io), for the ideal req/s
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -205,6 +231,11 @@ class RunReport:
         }
         if self.rounds > 1:
             data["rounds"] = self.rounds
+        if self.reference is not None:
+            data["reference"] = self.reference
+        if self.app_wait_s is not None:
+            data["app_wait_s"] = self.app_wait_s
+            data["ideal_rps"] = {str(c): ideal_rps(c, self.app_wait_s) for c in self.connections}
         return data
 
 
@@ -213,6 +244,30 @@ def format_ratio(baseline_rps: float | None, peer_rps: float | None) -> str:
     if baseline_rps is None or peer_rps is None or peer_rps <= 0:
         return "n/a"
     return f"{baseline_rps / peer_rps:.2f}x"
+
+
+def format_cpu(cpu_us: float | None) -> str:
+    """Server CPU µs per request, e.g. ``"1,234"``; ``"n/a"`` if unknown."""
+    return "n/a" if cpu_us is None else f"{cpu_us:,.0f}"
+
+
+def ideal_rps(connections: int, app_wait_s: float) -> float:
+    """The req/s of a server that costs nothing, when each request waits ``app_wait_s`` in
+    the app: every connection always has a request waiting, ``connections / app_wait_s``."""
+    return connections / app_wait_s
+
+
+def format_share(rps: float | None, ideal: float) -> str:
+    """``rps`` as a share of ``ideal``, e.g. ``"93.5%"``; ``"n/a"`` if unknown."""
+    if rps is None or ideal <= 0:
+        return "n/a"
+    return f"{100 * rps / ideal:.1f}%"
+
+
+def has_server_cpu(servers: Sequence[ServerOutcome], connections: Sequence[int]) -> bool:
+    """Whether any run measured the server's CPU (``/proc`` was readable): the table then
+    has a CPU column per connection count."""
+    return any(m.server_cpu_s is not None for s in servers for c in connections for m in s.runs(c))
 
 
 def before_after(servers: list[ServerOutcome], connections: list[int]) -> list[str]:
@@ -255,13 +310,15 @@ def before_after(servers: list[ServerOutcome], connections: list[int]) -> list[s
 def _format_cells(
     outcome: ServerOutcome, connections: int, baseline_rps: float | None
 ) -> list[str]:
+    """req/s, p99, errors, server CPU per request, ratio (the CPU cell is dropped by
+    ``render_table`` when no run measured it)."""
     if outcome.failure is not None:
-        return ["—", "—", "—", "—"]
+        return ["—", "—", "—", "—", "—"]
     measurement = outcome.measurements.get(connections)
     if measurement is None:
-        return ["—", "—", "—", "—"]
+        return ["—", "—", "—", "—", "—"]
     if measurement.result is None:
-        return ["failed", "—", "—", "—"]
+        return ["failed", "—", "—", "—", "—"]
     result = measurement.result
     p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "n/a"
     errors = str(result.errors)
@@ -271,6 +328,7 @@ def _format_cells(
         f"{result.requests_per_sec:,.0f}" + ("*" if measurement.contention else ""),
         p99,
         errors,
+        format_cpu(measurement.cpu_us_per_request),
         format_ratio(baseline_rps, result.requests_per_sec),
     ]
 
@@ -281,9 +339,9 @@ def _format_round_cells(
     """The cells of a row measured over several rounds: see ``render_table``."""
     summary = summarize(outcome.runs(connections))
     if outcome.failure is not None or summary.measured == 0:
-        return ["—", "—", "—", "—"]
+        return ["—", "—", "—", "—", "—"]
     if summary.rps is None or summary.rps_min is None or summary.rps_max is None:
-        return ["failed", "—", "—", "—"]
+        return ["failed", "—", "—", "—", "—"]
     rps = f"{summary.rps:,.0f} ({summary.rps_min:,.0f}-{summary.rps_max:,.0f})"
     if summary.contended:
         rps += "*"
@@ -297,6 +355,7 @@ def _format_round_cells(
         rps,
         f"{summary.p99_ms:.2f}" if summary.p99_ms is not None else "n/a",
         errors,
+        format_cpu(summary.cpu_us),
         format_ratio(baseline_rps, summary.rps),
     ]
 
@@ -307,24 +366,30 @@ def render_table(
     baseline_name: str = BASELINE,
     rounds: int = 1,
 ) -> str:
-    """The results table: one row per server, four columns per connection count.
+    """The results table: one row per server, four or five columns per connection count.
 
     The ``asyncwsgi/peer`` columns divide the req/s of the row named ``baseline_name``
     (an asyncwsgi setup) by each row's. With ``rounds`` > 1: median req/s with its
     ``(min-max)`` over the rounds, median p99, errors summed, the ratio of the medians.
+    When any run measured the server's CPU, a ``server CPU µs/request`` column comes
+    before the ratio (with rounds: the median).
     """
     baseline = next((s for s in servers if s.name == baseline_name), None)
+    with_cpu = has_server_cpu(servers, connections)
     header = ["server"]
     for c in connections:
+        cpu = [f"c={c} server CPU µs/request" + (" median" if rounds > 1 else "")]
         if rounds > 1:
             header += [
                 f"c={c} req/s median (min-max)",
                 f"c={c} p99 ms median",
                 f"c={c} errors sum",
+                *(cpu if with_cpu else []),
                 f"c={c} {BASELINE}/peer",
             ]
             continue
-        header += [f"c={c} req/s", f"c={c} p99 ms", f"c={c} errors", f"c={c} {BASELINE}/peer"]
+        header += [f"c={c} req/s", f"c={c} p99 ms", f"c={c} errors"]
+        header += [*(cpu if with_cpu else []), f"c={c} {BASELINE}/peer"]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
@@ -334,10 +399,78 @@ def render_table(
         row = [label]
         for c in connections:
             baseline_rps = baseline.rps(c) if baseline is not None else None
-            cells = _format_round_cells if rounds > 1 else _format_cells
-            row += cells(outcome, c, baseline_rps)
+            cells = (_format_round_cells if rounds > 1 else _format_cells)(outcome, c, baseline_rps)
+            row += cells if with_cpu else cells[:3] + cells[4:]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def render_relative_table(
+    servers: list[ServerOutcome],
+    connections: list[int],
+    reference: str | None = None,
+    app_wait_s: float | None = None,
+) -> str:
+    """The second table: each row against the ``reference`` row (granian) and the ideal.
+
+    Per connection count, as columns that apply: ``share of ideal`` (with ``app_wait_s``:
+    the row's req/s over :func:`ideal_rps`), ``req/s ÷ REF`` (the row's req/s over the
+    reference row's) and ``CPU/request ÷ REF`` (the row's server CPU per request over the
+    reference row's, when measured). Medians with rounds. Empty when no column applies
+    (no reference row among ``servers`` and no ``app_wait_s``).
+    """
+    ref = next((s for s in servers if s.name == reference), None)
+    with_cpu = ref is not None and has_server_cpu(servers, connections)
+    if ref is None and app_wait_s is None:
+        return ""
+    header = ["server"]
+    for c in connections:
+        if app_wait_s is not None:
+            header.append(f"c={c} share of ideal ({ideal_rps(c, app_wait_s):,.0f} req/s)")
+        if ref is not None:
+            header.append(f"c={c} req/s ÷ {ref.name}'s")
+        if with_cpu:
+            header.append(f"c={c} CPU/request ÷ {ref.name}'s")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for outcome in servers:
+        label = outcome.name if outcome.failure is None else f"{outcome.name} (not run)"
+        row = [label]
+        for c in connections:
+            rps = None if outcome.failure is not None else outcome.rps(c)
+            if app_wait_s is not None:
+                row.append(format_share(rps, ideal_rps(c, app_wait_s)))
+            if ref is not None:
+                row.append(format_ratio(rps, ref.rps(c)))
+            if ref is not None and with_cpu:
+                cpu = None if outcome.failure is not None else outcome.cpu_us(c)
+                row.append(format_ratio(cpu, ref.cpu_us(c)))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _relative_legend(report: RunReport, with_cpu: bool) -> str:
+    parts = []
+    if report.app_wait_s is not None:
+        wait_ms = report.app_wait_s * 1000
+        parts.append(
+            f"`share of ideal`: the row's req/s over connections / {wait_ms:g} ms (each "
+            f"request waits {wait_ms:g} ms in the app: a server that cost nothing, with a "
+            "thread for every connection, would serve that many)."
+        )
+    if any(s.name == report.reference for s in report.servers):
+        parts.append(
+            f"`req/s ÷ {report.reference}'s`: the row's req/s over the `{report.reference}` "
+            "row's (below 1.00x: served less)."
+        )
+        if with_cpu:
+            parts.append(
+                f"`CPU/request ÷ {report.reference}'s`: the row's server CPU per request over "
+                f"`{report.reference}`'s (above 1.00x: more CPU per request)."
+            )
+    return " ".join(parts)
 
 
 def render_markdown(report: RunReport) -> str:
@@ -348,6 +481,7 @@ def render_markdown(report: RunReport) -> str:
     out += ["- **wrk command:** " + ", ".join(f"`{cmd}`" for cmd in report.wrk_commands)]
     out += [f"- {note}" for note in report.notes]
     table = render_table(report.servers, report.connections, report.baseline, report.rounds)
+    with_cpu = has_server_cpu(report.servers, report.connections)
     out += ["", table, ""]
     out += [
         f"`{BASELINE}/peer` is {report.baseline}'s req/s divided by the row's req/s at the "
@@ -355,11 +489,16 @@ def render_markdown(report: RunReport) -> str:
         "(connect + read + write + timeout) + non-2xx/3xx responses. `(N queued)`: typically "
         "N of wrk's connections were waiting in the server's accept queue, not yet accepted "
         "(median of 3 samples during the run); wrk reports nothing about them."
+        + (_CPU_LEGEND if with_cpu else "")
         + (_rounds_legend(report.rounds) if report.rounds > 1 else ""),
         "",
-        "## Servers",
-        "",
     ]
+    relative = render_relative_table(
+        report.servers, report.connections, report.reference, report.app_wait_s
+    )
+    if relative:
+        out += [relative, "", _relative_legend(report, with_cpu), ""]
+    out += ["## Servers", ""]
     for outcome in report.servers:
         out.append(f"- **{outcome.name}** ({outcome.version}): {outcome.description}")
         if outcome.processes:
@@ -389,6 +528,13 @@ def render_markdown(report: RunReport) -> str:
             "Results are from one run on one machine; treat differences of a few % as noise.",
         ]
     return "\n".join(out) + "\n"
+
+
+_CPU_LEGEND = (
+    " `server CPU µs/request`: the CPU time (user + system, all threads) of the server's "
+    "processes during the wrk run, read from /proc before and after it (10 ms clock "
+    "ticks), divided by the requests wrk completed in it; wrk's own CPU is not in it."
+)
 
 
 def _rounds_legend(rounds: int) -> str:

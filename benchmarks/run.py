@@ -1,20 +1,26 @@
-"""Benchmark asyncwsgi against other WSGI servers on a hello-world app, using wrk.
+"""Benchmark asyncwsgi against other WSGI servers on the same app, using wrk.
 
 Usage::
 
-    python benchmarks/run.py [--scenario single|processes|daemon|site] [--duration 10]
-                             [--only NAME,...] [--connections 50,1000]
+    python benchmarks/run.py [--scenario single|processes|daemon|site|io|flask]
+                             [--duration 10] [--only NAME,...] [--connections 50,1000]
                              [--threads 2] [--warmup 2] [--pin] [--wait-idle 60]
                              [--retry-contended 2] [--baseline DIR] [--rounds N]
                              [--no-save]
 
-``--scenario`` picks the set of servers (see ``servers.py``): ``single`` (default,
-one process each), ``processes`` (two processes each, the app in them: asyncwsgi
-``--processes 2``, mod_wsgi embedded under the event MPM, gunicorn ``-w 2``),
-``daemon`` (a group of 2 processes x 8 threads: asyncwsgi ``--mode daemon``,
-mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``) or ``site`` (asyncwsgi serving the
-app from a config file with two virtual hosts beside the plain command line, one process
-each: what choosing the host and the mount costs).
+``--scenario`` picks the set of servers and the app (see ``servers.py``): on the
+hello-world app, ``single`` (default, one process each), ``processes`` (two processes
+each, the app in them: asyncwsgi ``--processes 2``, mod_wsgi embedded under the event MPM,
+gunicorn ``-w 2``, granian ``--workers 2``), ``daemon`` (a group of 2 processes x 8
+threads: asyncwsgi ``--mode daemon``, mod_wsgi daemon mode, gunicorn ``-w 2 --threads 8``)
+or ``site`` (asyncwsgi serving the app from a config file with two virtual hosts beside
+the plain command line, one process each: what choosing the host and the mount costs);
+on other apps, one process each, ``io`` (``apps/sleep_app.py``: 10 ms of ``time.sleep``
+per request, at c=256: asyncwsgi with its default settings and with ``--threads 256``,
+granian, gunicorn gthread x 256; the report gives each row's share of the ideal
+256 / 0.010 s = 25,600 req/s) and ``flask`` (``apps/flask_app.py``: Flask rendering a
+Jinja2 template from a SQLite query, at c=50: asyncwsgi with its default settings,
+granian, gunicorn gthread x 8). A scenario sets the default ``--connections``.
 
 ``--baseline DIR`` (another checkout of this repository, e.g. made with ``git worktree
 add /tmp/before COMMIT``) runs every asyncwsgi row of the scenario a second time with
@@ -39,9 +45,13 @@ runs as many processes as its setup should, warm it up with a short wrk run, run
 group, SIGKILL after 5 s). A server that cannot start, or is not running as
 described, is reported as "not run" instead of aborting the run.
 
-Prints one Markdown table and saves it, with a JSON of the raw numbers and wrk
+Each wrk run also measures the CPU the server's processes used during it (from /proc),
+shown per request (``server CPU µs/request``); when the scenario has a granian row, a
+second table gives every row's req/s and CPU per request over granian's.
+
+Prints the Markdown tables and saves them, with a JSON of the raw numbers and wrk
 outputs, to ``benchmarks/results/PREFIX-YYYYMMDD-HHMM.{md,json}`` (``hello``,
-``hello-processes``, ``hello-daemon`` or ``hello-site``).
+``hello-processes``, ``hello-daemon``, ``hello-site``, ``io`` or ``flask``).
 All traffic goes to 127.0.0.1 and every load run is bounded in time.
 """
 
@@ -109,6 +119,7 @@ FOREIGN_CPU_LIMIT = 0.25  # cores used by other processes above which a number i
 QUEUE_SAMPLE_POINTS = (0.25, 0.5, 0.75)  # when to read the accept queue, as run fractions
 PROCESS_WAIT_S = 10.0  # how long a server may take to start all its processes once serving
 NOT_READY_STATUSES = (502, 503)  # answers to GET / that mean "still starting": keep polling
+TMP_ENV = "ASYNCWSGI_BENCH_TMP"  # the run's temporary folder, for the app's own files
 
 
 def log(message: str) -> None:
@@ -149,13 +160,29 @@ def find_executable(name: str) -> str | None:
     return shutil.which(name)
 
 
-def choose_app_script() -> Path:
+def choose_app_script(app: str | None = None) -> Path:
+    """The scenario's script in ``benchmarks/apps/`` (``Scenario.app``), else hello world."""
+    if app is not None:
+        return APPS_DIR / app
     return PROJECT_APP if PROJECT_APP.is_file() else FALLBACK_APP
 
 
-def expected_response_body(app_script: Path) -> bytes:
-    """Call the WSGI app in-process once, to know what every server must send back."""
-    application = runpy.run_path(str(app_script), run_name="hello_wsgi")["application"]
+def expected_response_body(app_script: Path, tmp: Path | None = None) -> bytes:
+    """Call the WSGI app in-process once, to know what every server must send back.
+
+    ``tmp``: the run's temporary folder, given to the app as ``$ASYNCWSGI_BENCH_TMP`` while
+    it loads (as to the servers), for any files it makes (``apps/flask_app.py``)."""
+    previous = os.environ.get(TMP_ENV)
+    if tmp is not None:
+        os.environ[TMP_ENV] = str(tmp)
+    try:
+        application = runpy.run_path(str(app_script), run_name="hello_wsgi")["application"]
+    finally:
+        if tmp is not None:
+            if previous is None:
+                del os.environ[TMP_ENV]
+            else:
+                os.environ[TMP_ENV] = previous
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -489,6 +516,7 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig, checkout: Path | None = Non
     env.update(spec.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH", "")) if p)
     env["ASYNCWSGI_BENCH_APP"] = str(cfg.app_script)
+    env[TMP_ENV] = str(cfg.workdir)
     url = f"http://{HOST}:{port}/"
     cwd = REPO_ROOT
 
@@ -604,14 +632,16 @@ def check_processes(
 def measure(
     server: ServerProcess, port: int, connections: int, argv: list[str], cfg: BenchConfig
 ) -> Measurement:
-    """One wrk run, with the CPU other processes used meanwhile."""
+    """One wrk run, with the CPU the server and other processes used meanwhile."""
     log(f"   {' '.join(argv)}")
     before = cpustat.snapshot()
     run = run_wrk(argv, cfg.duration, cfg.wrk_cpus, probe_port=port)
+    after = cpustat.snapshot()
     out, err = run.stdout, run.stderr
-    foreign = cpustat.foreign_cpu(before, cpustat.snapshot(), server.proc.pid)
+    foreign = cpustat.foreign_cpu(before, after, server.proc.pid)
     measurement = Measurement(connections, wrk_output=out + err)
     measurement.accept_queue = run.accept_queue
+    measurement.server_cpu_s = cpustat.tree_cpu_seconds(before, after, server.proc.pid)
     if foreign is not None:
         measurement.foreign_cpu_cores = round(foreign.cores, 3)
         if foreign.cores >= FOREIGN_CPU_LIMIT:
@@ -634,6 +664,8 @@ def _summary(m: Measurement) -> str:
     text = (
         f"c={m.connections}: {r.requests_per_sec:,.0f} req/s, p99 {r.p99_ms} ms, {r.errors} errors"
     )
+    if m.cpu_us_per_request is not None:
+        text += f", server CPU {m.cpu_us_per_request:,.0f} us/request"
     if m.error:
         text += f" ({m.error})"
     if m.contention:
@@ -676,6 +708,13 @@ def rounds_note(rounds: int) -> str:
         "during the run moves every row alike; the table gives medians over the rounds "
         "(see below it)"
     )
+
+
+def describe_body(body: bytes, limit: int = 80) -> str:
+    """The App note's words on the response body: the body itself if short, else its size."""
+    if len(body) <= limit:
+        return f"response body {body!r}"
+    return f"response body of {len(body):,} bytes, starting {body[:40]!r}"
 
 
 def _cpu_list(cpus: frozenset[int]) -> str:
@@ -724,7 +763,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated servers of the scenario to run (default: all of them)",
     )
     parser.add_argument(
-        "--connections", type=_int_list, default=[50, 1000], help="comma-separated wrk -c values"
+        "--connections",
+        type=_int_list,
+        default=None,
+        help="comma-separated wrk -c values (default: the scenario's: "
+        + "; ".join(
+            f"{s.name}: {','.join(str(c) for c in s.connections)}" for s in SCENARIOS.values()
+        )
+        + ")",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (load generator threads)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds (0: none)")
@@ -776,6 +822,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-save", action="store_true", help="print only; do not write benchmarks/results/"
     )
     args = parser.parse_args(argv)
+    if args.connections is None:
+        args.connections = list(SCENARIOS[args.scenario].connections)
     if args.duration <= 0 or args.threads <= 0 or min(args.warmup, args.retry_contended) < 0:
         parser.error("--duration and --threads must be positive, --warmup non-negative")
     if min(args.connections) < args.threads:
@@ -808,8 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: open-file limit {nofile} is low for {max(args.connections)} connections")
 
     scenario: Scenario = SCENARIOS[args.scenario]
-    app_script = choose_app_script()
-    body = expected_response_body(app_script)
+    app_script = choose_app_script(scenario.app)
     by_name = scenario.by_name(args.modwsgi_threads)
     names = list(args.only or by_name)
 
@@ -824,6 +871,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="asyncwsgi-bench-") as tmp:
         # Apache's children (www-data) read the script copy and the ServerRoot below it.
         os.chmod(tmp, 0o755)
+        try:
+            body = expected_response_body(app_script, Path(tmp))
+        except ImportError as exc:
+            log(f"{app_script.name} does not load here ({exc}): pip install what it imports")
+            return 2
         cfg = BenchConfig(
             wrk=wrk,
             app_script=app_script,
@@ -856,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"**Scenario:** `{scenario.name}`: {scenario.description}; ratios against "
         f"`{scenario.baseline}`",
-        f"**App:** `{app_script.relative_to(REPO_ROOT)}` (response body {body!r}, "
+        f"**App:** `{app_script.relative_to(REPO_ROOT)}` ({describe_body(body)}, "
         "checked byte-for-byte against every server before it is measured)",
         f"**Warm-up:** {args.warmup} s of wrk at c={min(args.connections)} per server; "
         "each server runs alone, started fresh, then stopped"
@@ -885,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         order = [(name, from_baseline) for _, name, from_baseline in plan]
         notes += baseline_notes(args.baseline, order, scenario.baseline, args.rounds)
         notes += before_after(rows, args.connections)
+    reference = next((n for n in names if by_name[n].package == "granian"), None)
     report = RunReport(
         date_utc=now.strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine_description(wrk, nofile),
@@ -896,9 +949,11 @@ def main(argv: list[str] | None = None) -> int:
         connections=args.connections,
         servers=rows,
         baseline=scenario.baseline,
-        title="Hello-world WSGI benchmark"
+        title=scenario.title
         + ("" if scenario.name == DEFAULT_SCENARIO else f", scenario `{scenario.name}`"),
         rounds=args.rounds,
+        reference=reference,
+        app_wait_s=scenario.app_wait_s,
     )
     markdown = render_markdown(report)
     print(markdown)

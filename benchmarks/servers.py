@@ -1,9 +1,11 @@
 """The servers that ``run.py`` benchmarks, each as a named, self-describing entry.
 
-Every server runs the same WSGI script (``examples/hello.wsgi``, or the fallback
-copy ``benchmarks/apps/hello.wsgi``): asyncwsgi loads it by path, the peers
-import it through ``benchmarks/apps/hello_app.py`` (``hello_app:application``),
-which re-executes the script named by ``$ASYNCWSGI_BENCH_APP``.
+Within a scenario every server runs the same WSGI script: hello world
+(``examples/hello.wsgi``, or the fallback copy ``benchmarks/apps/hello.wsgi``) unless
+the scenario names another one in ``benchmarks/apps/`` (:attr:`Scenario.app`).
+asyncwsgi loads it by path, the peers import it through ``benchmarks/apps/hello_app.py``
+(``hello_app:application``), which re-executes the script named by
+``$ASYNCWSGI_BENCH_APP``.
 
 All peers are started as ``sys.executable -m PACKAGE`` so that the interpreter
 running the benchmark (and its virtualenv) is the one serving, without relying
@@ -15,10 +17,19 @@ its own asyncwsgi row:
 
 - ``single`` (the default): one process each, ``SERVERS``;
 - ``processes``: two processes each, the app in them (asyncwsgi ``--processes 2``,
-  mod_wsgi embedded mode under the event MPM, gunicorn ``-w 2`` sync);
+  mod_wsgi embedded mode under the event MPM, gunicorn ``-w 2`` sync, granian
+  ``--workers 2``);
 - ``daemon``: a front end feeding a group of 2 processes x 8 threads (asyncwsgi
   ``--mode daemon``, mod_wsgi daemon mode), with gunicorn ``-w 2 --threads 8`` as a
-  familiar reference.
+  familiar reference;
+- ``site``: asyncwsgi serving the app from a config file beside the command line;
+- ``io``: an I/O-bound app (``apps/sleep_app.py``, 10 ms of ``time.sleep`` per
+  request) at 256 connections: asyncwsgi with its default settings and with
+  ``--threads 256``, granian, gunicorn gthread x 256 threads; the ideal is
+  256 / 0.010 s = 25,600 req/s;
+- ``flask``: a Flask app rendering a Jinja2 template from a SQLite query
+  (``apps/flask_app.py``) at 50 connections: asyncwsgi with its default settings,
+  granian, gunicorn gthread x 8 threads.
 
 mod_wsgi runs as ``apache2 -f CONF -DFOREGROUND`` on a config that
 ``apache/modwsgi.py`` writes (a ServerRoot in the run's temporary folder), serving
@@ -31,7 +42,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncwsgi_cmd
@@ -82,15 +93,33 @@ class Scenario:
     results_prefix: str  # benchmarks/results/PREFIX-YYYYMMDD-HHMM.{md,json}
     server_cpus: int = 1  # CPUs --pin gives the server when the machine has enough
     uses_apache: bool = False  # has mod_wsgi rows (run.py --modwsgi-threads applies)
+    # The WSGI script, a file in benchmarks/apps/; None: the hello-world script.
+    app: str | None = None
+    title: str = "Hello-world WSGI benchmark"
+    connections: tuple[int, ...] = (50, 1000)  # wrk -c values unless --connections is given
+    # Seconds each request waits in the app (the io scenario's sleep), None: no such wait.
+    # The ideal req/s at c connections is then c / app_wait_s (every connection always
+    # waiting in the app, the server costing nothing).
+    app_wait_s: float | None = None
 
     def by_name(self, modwsgi_threads: int = MODWSGI_THREADS_PER_CHILD) -> dict[str, ServerSpec]:
         return {spec.name: spec for spec in self.servers(modwsgi_threads)}
 
 
-def _asyncwsgi(setup: str = "embedded", *extra: str) -> Callable[[LaunchContext], list[str]]:
+def _asyncwsgi(
+    setup: str = "embedded", *extra: str, threads: int | None = asyncwsgi_cmd.THREADS
+) -> Callable[[LaunchContext], list[str]]:
+    """``threads``: ``--threads`` (None: not given, the server's default)."""
+
     def build(ctx: LaunchContext) -> list[str]:
         return asyncwsgi_cmd.argv(
-            ctx.app_script, ctx.host, ctx.port, setup, extra=extra, python=ctx.python
+            ctx.app_script,
+            ctx.host,
+            ctx.port,
+            setup,
+            extra=extra,
+            python=ctx.python,
+            threads=threads,
         )
 
     return build
@@ -156,24 +185,28 @@ def _uvicorn_a2wsgi(ctx: LaunchContext) -> list[str]:
     ]
 
 
-def _granian(ctx: LaunchContext) -> list[str]:
-    # Access log is off by default; the WSGI blocking-thread pool keeps its default size.
-    return [
-        ctx.python,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--workers",
-        "1",
-        "--host",
-        ctx.host,
-        "--port",
-        str(ctx.port),
-        "--working-dir",
-        str(ctx.apps_dir),
-        APP_MODULE,
-    ]
+def _granian(workers: int = 1) -> Callable[[LaunchContext], list[str]]:
+    # Access log is off by default; the WSGI blocking-thread pool keeps its default size
+    # (granian 2.x: half its backpressure, i.e. backlog 1024 / workers / 2, per worker).
+    def build(ctx: LaunchContext) -> list[str]:
+        return [
+            ctx.python,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(workers),
+            "--host",
+            ctx.host,
+            "--port",
+            str(ctx.port),
+            "--working-dir",
+            str(ctx.apps_dir),
+            APP_MODULE,
+        ]
+
+    return build
 
 
 def _modwsgi(mode: str, threads_per_child: int) -> Callable[[LaunchContext], list[str]]:
@@ -211,12 +244,18 @@ def _modwsgi(mode: str, threads_per_child: int) -> Callable[[LaunchContext], lis
     return build
 
 
-def _asyncwsgi_spec(name: str, setup: str, description: str, *extra: str) -> ServerSpec:
+def _asyncwsgi_spec(
+    name: str,
+    setup: str,
+    description: str,
+    *extra: str,
+    threads: int | None = asyncwsgi_cmd.THREADS,
+) -> ServerSpec:
     return ServerSpec(
         name,
         description,
         "asyncwsgi",
-        _asyncwsgi(setup, *extra),
+        _asyncwsgi(setup, *extra, threads=threads),
         min_processes=asyncwsgi_cmd.SETUPS[setup].min_processes,
     )
 
@@ -265,7 +304,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         "granian",
         "granian --interface wsgi, 1 worker (Rust HTTP, default thread pools)",
         "granian",
-        _granian,
+        _granian(),
     ),
 )
 
@@ -300,6 +339,13 @@ def processes_servers(
             "gunicorn",
             _gunicorn("--worker-class", "sync", workers=2),
             min_processes=3,  # the arbiter + 2 workers
+        ),
+        ServerSpec(
+            "granian-2w",
+            "granian --interface wsgi, 2 workers (Rust HTTP, default thread pools)",
+            "granian",
+            _granian(workers=2),
+            min_processes=3,  # the main process + 2 workers
         ),
     )
 
@@ -359,6 +405,51 @@ def site_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec,
     )
 
 
+# The io scenario's app waits this long per request (apps/sleep_app.py: SLEEP_S).
+IO_SLEEP_S = 0.010
+IO_THREADS = 256  # threads of the rows sized for the io scenario's 256 connections
+_DEFAULT_ASYNCWSGI = _asyncwsgi_spec(
+    "asyncwsgi-default",
+    "embedded",
+    "asyncwsgi with its default settings (--threads not given: the default thread count "
+    "of the version run), 1 process, script reloading on; access log off, as in every row",
+    threads=None,
+)
+
+
+def io_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, ...]:
+    """The ``io`` scenario: an app that sleeps 10 ms per request, at 256 connections."""
+    return (
+        _DEFAULT_ASYNCWSGI,
+        _asyncwsgi_spec(
+            f"asyncwsgi-{IO_THREADS}t",
+            "embedded",
+            f"asyncwsgi --threads {IO_THREADS}, 1 process, script reloading on",
+            threads=IO_THREADS,
+        ),
+        SERVERS_BY_NAME["granian"],
+        ServerSpec(
+            f"gunicorn-gthread-{IO_THREADS}t",
+            f"gunicorn, 1 gthread worker x {IO_THREADS} threads (keep-alive)",
+            "gunicorn",
+            _gunicorn("--worker-class", "gthread", "--threads", str(IO_THREADS)),
+        ),
+    )
+
+
+def flask_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, ...]:
+    """The ``flask`` scenario: Flask + Jinja2 + SQLite, one process per server."""
+    need_flask = ("flask",)
+    return tuple(
+        replace(spec, requires=spec.requires + need_flask)
+        for spec in (
+            _DEFAULT_ASYNCWSGI,
+            SERVERS_BY_NAME["granian"],
+            SERVERS_BY_NAME["gunicorn-gthread"],
+        )
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -393,6 +484,29 @@ SCENARIOS: dict[str, Scenario] = {
             site_servers,
             baseline="asyncwsgi-site",
             results_prefix="hello-site",
+        ),
+        Scenario(
+            "io",
+            f"one process per server; an I/O-bound app: {IO_SLEEP_S * 1000:.0f} ms of "
+            "time.sleep per request (threads blocked, CPU free)",
+            io_servers,
+            baseline="asyncwsgi-default",
+            results_prefix="io",
+            app="sleep_app.py",
+            title=f"I/O-bound WSGI benchmark ({IO_SLEEP_S * 1000:.0f} ms sleep per request)",
+            connections=(256,),
+            app_wait_s=IO_SLEEP_S,
+        ),
+        Scenario(
+            "flask",
+            "one process per server; a Flask app rendering a Jinja2 template with 20 rows "
+            "of a SQLite query per request",
+            flask_servers,
+            baseline="asyncwsgi-default",
+            results_prefix="flask",
+            app="flask_app.py",
+            title="Flask + Jinja2 + SQLite WSGI benchmark",
+            connections=(50,),
         ),
     )
 }

@@ -6,7 +6,9 @@ Nothing here starts a server. Run with: python -m pytest benchmarks/test_scenari
 from __future__ import annotations
 
 import os
+import runpy
 import sys
+import time
 from pathlib import Path
 
 import asyncwsgi_cmd
@@ -14,8 +16,15 @@ import pytest
 from apache import modwsgi
 from cpustat import ProcCpu, describe_processes, tree_members
 from report import Measurement, ServerOutcome, render_table
-from run import parse_args, pin_cpus
-from servers import SCENARIOS, LaunchContext
+from run import (
+    APPS_DIR,
+    choose_app_script,
+    describe_body,
+    expected_response_body,
+    parse_args,
+    pin_cpus,
+)
+from servers import IO_SLEEP_S, SCENARIOS, LaunchContext
 from wrkparse import parse_wrk_output
 
 WRK_OUT = """\
@@ -60,6 +69,11 @@ def test_asyncwsgi_argv_per_setup() -> None:
     options = ["--mode", "daemon", "--processes", "2", "--no-access-log"]
     assert daemon == [*base, *options, "--script-reloading", "on"]
     assert asyncwsgi_cmd.argv("a", "h", 1)[0] == sys.executable
+    # threads=None: no --threads, the server's own default.
+    default = asyncwsgi_cmd.argv("app.wsgi", "127.0.0.1", 80, python="py", threads=None)
+    assert default == [*base[:6], "--no-access-log"]
+    many = asyncwsgi_cmd.argv("app.wsgi", "127.0.0.1", 80, python="py", threads=256)
+    assert many[many.index("--threads") + 1] == "256"
 
 
 def test_every_asyncwsgi_row_is_built_by_asyncwsgi_cmd(tmp_path: Path) -> None:
@@ -75,13 +89,16 @@ def test_every_asyncwsgi_row_is_built_by_asyncwsgi_cmd(tmp_path: Path) -> None:
         "asyncwsgi-site": asyncwsgi_cmd.site_argv(
             c.app_script, c.host, c.port, c.workdir, python="python"
         ),
+        "asyncwsgi-default": asyncwsgi_cmd.argv(
+            c.app_script, c.host, c.port, python="python", threads=None
+        ),
     }
+    embedded = {"asyncwsgi": "embedded", "asyncwsgi-site": "embedded"}
+    embedded["asyncwsgi-default"] = "embedded"
     for scenario in SCENARIOS.values():
         spec = scenario.by_name()[scenario.baseline]
         assert spec.argv(c) == expected[scenario.baseline]
-        setup = {"asyncwsgi": "embedded", "asyncwsgi-site": "embedded"}.get(
-            spec.name, spec.name.partition("-")[2]
-        )
+        setup = embedded.get(spec.name, spec.name.partition("-")[2])
         assert spec.min_processes == asyncwsgi_cmd.SETUPS[setup].min_processes
 
 
@@ -150,6 +167,7 @@ def test_scenarios_and_their_rows() -> None:
         "asyncwsgi-processes",
         "modwsgi-embedded",
         "gunicorn-sync-2w",
+        "granian-2w",
     ]
     assert list(SCENARIOS["daemon"].by_name()) == [
         "asyncwsgi-daemon",
@@ -162,14 +180,109 @@ def test_scenarios_and_their_rows() -> None:
         "gunicorn-sync",
         "uvicorn-a2wsgi",
     ]
+    assert list(SCENARIOS["io"].by_name()) == [
+        "asyncwsgi-default",
+        "asyncwsgi-256t",
+        "granian",
+        "gunicorn-gthread-256t",
+    ]
+    assert list(SCENARIOS["flask"].by_name()) == [
+        "asyncwsgi-default",
+        "granian",
+        "gunicorn-gthread",
+    ]
     assert "x 40 threads" in SCENARIOS["processes"].by_name(40)["modwsgi-embedded"].description
     for scenario in SCENARIOS.values():
         assert scenario.baseline in scenario.by_name()
+        if scenario.app is not None:
+            assert (APPS_DIR / scenario.app).is_file()
+
+
+def test_granian_rows(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    single = SCENARIOS["single"].by_name()["granian"]
+    argv = single.argv(c)
+    assert argv[argv.index("--workers") + 1] == "1" and single.min_processes == 1
+    two = SCENARIOS["processes"].by_name()["granian-2w"]
+    argv = two.argv(c)
+    assert argv[:5] == ["python", "-m", "granian", "--interface", "wsgi"]
+    assert argv[argv.index("--workers") + 1] == "2"
+    assert argv[-1] == "hello_app:application"
+    assert two.min_processes == 3  # the main process + 2 workers
+    # The io and flask scenarios run the same granian as single.
+    assert SCENARIOS["io"].by_name()["granian"].argv(c) == single.argv(c)
+    assert SCENARIOS["flask"].by_name()["granian"].argv(c) == single.argv(c)
+
+
+def test_io_scenario_rows(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    rows = SCENARIOS["io"].by_name()
+    default = rows["asyncwsgi-default"].argv(c)
+    assert "--threads" not in default and "--no-access-log" in default
+    many = rows["asyncwsgi-256t"].argv(c)
+    assert many.count("--threads") == 1 and many[many.index("--threads") + 1] == "256"
+    gunicorn = rows["gunicorn-gthread-256t"].argv(c)
+    assert gunicorn[gunicorn.index("--threads") + 1] == "256"
+    assert gunicorn[gunicorn.index("--workers") + 1] == "1"
+    assert gunicorn[gunicorn.index("--worker-class") + 1] == "gthread"
+
+
+def test_flask_scenario_rows(tmp_path: Path) -> None:
+    rows = SCENARIOS["flask"].by_name()
+    assert all("flask" in spec.requires for spec in rows.values())
+    assert "--threads" not in rows["asyncwsgi-default"].argv(ctx(tmp_path))
+    gunicorn = rows["gunicorn-gthread"].argv(ctx(tmp_path))
+    assert gunicorn[gunicorn.index("--threads") + 1] == "8"
+
+
+def test_scenario_apps_connections_and_titles() -> None:
+    io, flask = SCENARIOS["io"], SCENARIOS["flask"]
+    assert (io.app, io.connections, io.results_prefix) == ("sleep_app.py", (256,), "io")
+    assert (flask.app, flask.connections, flask.results_prefix) == ("flask_app.py", (50,), "flask")
+    assert io.app_wait_s == IO_SLEEP_S and flask.app_wait_s is None
+    assert SCENARIOS["single"].app is None and SCENARIOS["single"].connections == (50, 1000)
+    assert io.title.startswith("I/O-bound") and "Flask" in flask.title
+    assert choose_app_script("sleep_app.py") == APPS_DIR / "sleep_app.py"
+    assert choose_app_script().name == "hello.wsgi"
+
+
+def test_sleep_app_sleeps_what_the_scenario_says() -> None:
+    app = runpy.run_path(str(APPS_DIR / "sleep_app.py"))
+    assert app["SLEEP_S"] == IO_SLEEP_S
+    started = time.monotonic()
+    body = expected_response_body(APPS_DIR / "sleep_app.py")
+    assert time.monotonic() - started >= IO_SLEEP_S
+    assert body == app["BODY"]
+
+
+def test_flask_app_page_and_database(tmp_path: Path) -> None:
+    pytest.importorskip("flask")
+    body = expected_response_body(APPS_DIR / "flask_app.py", tmp_path)
+    assert os.environ.get("ASYNCWSGI_BENCH_TMP") != str(tmp_path)  # put back
+    (folder,) = tmp_path.iterdir()  # the app's database, in the run's folder
+    assert (folder / "items.sqlite3").is_file()
+    page = body.decode()
+    assert page.count("<tr class=") == 20
+    assert "<title>Items 41-60 of 100</title>" in page
+    assert "Item &lt;041&gt; &amp; co" in page  # autoescaped
+    # The same page every time: the servers' answers are checked byte-for-byte.
+    assert expected_response_body(APPS_DIR / "flask_app.py", tmp_path) == body
+
+
+def test_describe_body() -> None:
+    assert describe_body(b"Hello, world!\n") == "response body b'Hello, world!\\n'"
+    assert describe_body(b"x" * 100).startswith("response body of 100 bytes, starting b'xxx")
 
 
 def test_parse_args_scenario_and_only() -> None:
     args = parse_args([])
     assert args.scenario == "single" and args.only is None
+    assert args.connections == [50, 1000]
+    assert parse_args(["--scenario", "io"]).connections == [256]
+    assert parse_args(["--scenario", "flask"]).connections == [50]
+    assert parse_args(["--scenario", "io", "--connections", "64,512"]).connections == [64, 512]
+    args = parse_args(["--scenario", "processes", "--only", "asyncwsgi-processes,granian-2w"])
+    assert args.only == ["asyncwsgi-processes", "granian-2w"]
     args = parse_args(["--scenario", "daemon", "--only", "modwsgi-daemon,gunicorn-gthread-2w"])
     assert args.only == ["modwsgi-daemon", "gunicorn-gthread-2w"]
     with pytest.raises(SystemExit):
