@@ -187,6 +187,14 @@ class Config(ProcessSettings):
         "check the script on each request and reload it when it changed",
         site=EVERY_MOUNT,
     )
+    max_threads: int = option(
+        256,
+        Count(1),
+        "embedded mode: more worker threads, up to this many, while requests wait on I/O "
+        "(every worker busy, requests that take 2 ms or more but 1 ms of CPU or less, the "
+        "process under 0.8 of a core); one idle for 10 s goes. --threads stay. Give the "
+        "--threads value for a fixed pool",
+    )
     reload_failure: str = option(
         "keep",
         Choice("keep", "error"),

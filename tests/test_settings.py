@@ -598,6 +598,7 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "group": (["--group", "g1"], "g1"),
         "control_socket": (["--control-socket", "none"], "none"),
         "reload_failure": (["--reload-failure", "error"], "error"),
+        "max_threads": (["--max-threads", "32"], 32),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (
             ["--reload-extra", "templates/*.html", "--reload-extra", "*.toml"],

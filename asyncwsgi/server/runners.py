@@ -80,7 +80,7 @@ class EmbeddedRunner(WSGIRunner):
     def __init__(self, config: Config) -> None:
         # The script first: if it does not load, no thread has been started.
         self.source = make_source(config)
-        self.pool = ThreadPool(config.threads)
+        self.pool = ThreadPool(config.threads, max_threads=config.max_threads)
         super().__init__(
             self.source,
             self.pool,

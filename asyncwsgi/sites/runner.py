@@ -209,7 +209,7 @@ class SiteRunner:
         self.site = site
         self.keep_last_good = config.reload_failure == "keep"
         self.loop = asyncio.get_running_loop()
-        self.pool = ThreadPool(config.threads)
+        self.pool = ThreadPool(config.threads, max_threads=config.max_threads)
         self.sources: dict[tuple[str, str], ScriptSource] = {}
         self.groups: dict[str, DaemonRunner] = {}
         self.mounts: list[SiteMount] = []

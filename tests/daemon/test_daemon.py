@@ -982,7 +982,7 @@ def test_script_broken_while_running_keeps_the_old_processes_then_fixed(
         lambda: {v for v, _ in spread(server, 4, 0.05)} == {"v3"},
         what="every process to serve the fixed script",
     )
-    assert daemon_pids(server).isdisjoint(old)
+    wait_until(lambda: daemon_pids(server).isdisjoint(old), what="the old processes to exit")
 
 
 # ==========================================================================================
