@@ -38,7 +38,7 @@ from asyncwsgi.core.exchange import LoopExchange
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.link import DaemonLink, answer
 from asyncwsgi.processes import Child, ChildState, ProcessGroup
-from asyncwsgi.scripts.changes import ChangeWatcher, script_folder
+from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
 
@@ -295,9 +295,8 @@ class DaemonRunner:
         self.slot_freed()
 
     def _files_changed(self, paths: list[str]) -> None:
-        shown = ", ".join(repr(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
         self._failure_logged = False
-        self.group.restart(f"{shown} changed")
+        self.group.restart(changed_reason(paths))
         self.slot_freed()
 
     # -- what the server drives ----------------------------------------------------------

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from asyncwsgi.scripts.loader import is_script_path
+from asyncwsgi.scripts.watch import StatKey, stat_key
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -39,8 +40,6 @@ _WATCH_SETTLED = 0.2
 # When a watch is replaced, files changed this long before are looked at by stat (its
 # debounce may have held them back).
 _HANDOVER = 1.0
-
-ChangeKey = tuple[int, int, int]
 
 
 def _magic(part: str) -> bool:
@@ -94,14 +93,6 @@ def _reaches_down(pattern: str) -> bool:
     """Whether a glob can match below the folder :func:`compile_glob` roots it at."""
     folders = os.path.normpath(pattern).split(os.sep)[:-1]
     return "**" in pattern or any(_magic(part) for part in folders)
-
-
-def _key(path: str) -> ChangeKey | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class ChangeWatcher:
@@ -330,7 +321,7 @@ class ChangeWatcher:
                 with contextlib.suppress(RuntimeError):
                     self._loop.call_soon_threadsafe(self._fall_back, f"watchfiles failed: {exc}")
 
-    def _snapshot(self) -> dict[str, ChangeKey | None]:
+    def _snapshot(self) -> dict[str, StatKey | None]:
         with self._lock:
             files = set(self.files)
         for root, regex in self.globs:
@@ -341,7 +332,7 @@ class ChangeWatcher:
                     path = os.path.join(folder, name)
                     if regex.match(path):
                         files.add(path)
-        return {path: _key(path) for path in files}
+        return {path: stat_key(path) for path in files}
 
     def _poll(self, stop: threading.Event) -> None:
         before = self._snapshot()
@@ -372,3 +363,8 @@ def script_folder(app: str) -> str:
     if is_script_path(app):
         return os.path.dirname(os.path.abspath(app))
     return os.getcwd()
+
+
+def changed_reason(paths: list[str]) -> str:
+    """The reason a restart logs for changed ``paths``: the first few, quoted."""
+    return ", ".join(repr(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "") + " changed"

@@ -25,7 +25,7 @@ from typing import Any
 
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
-from asyncwsgi.scripts.changes import ChangeWatcher, script_folder
+from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.scripts.watch import StatKey, stat_key
@@ -202,8 +202,7 @@ class Supervisor(Host):
 
     def _files_changed(self, paths: list[str]) -> None:
         assert self.group is not None
-        shown = ", ".join(repr(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
-        self.group.restart(f"{shown} changed")
+        self.group.restart(changed_reason(paths))
 
     async def start(self) -> None:
         binds = systemd_sockets() or list(self.config.bind)

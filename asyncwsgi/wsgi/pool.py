@@ -48,7 +48,6 @@ class ThreadPool:
     ) -> None:
         if threads < 1:
             raise ValueError("a thread pool needs at least one thread")
-        self.core = threads
         self.limit = max(threads, max_threads)
         self.name = name
         self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
