@@ -195,6 +195,15 @@ class Config(ProcessSettings):
         "process under 0.8 of a core); one idle for 10 s goes. --threads stay. Give the "
         "--threads value for a fixed pool",
     )
+    cpu_affinity: bool = option(
+        False,
+        Flag(),
+        "hold each process that runs the application to one core: a single embedded "
+        "server to the first core it may use, each copy (--processes) and each daemon "
+        "process to the core the fewest others hold. Saves the cost of waking threads on "
+        "other cores, at the price of one core per process",
+        negatable=True,
+    )
     reload_failure: str = option(
         "keep",
         Choice("keep", "error"),

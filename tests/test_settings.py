@@ -599,6 +599,7 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "control_socket": (["--control-socket", "none"], "none"),
         "reload_failure": (["--reload-failure", "error"], "error"),
         "max_threads": (["--max-threads", "32"], 32),
+        "cpu_affinity": (["--cpu-affinity"], True),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (
             ["--reload-extra", "templates/*.html", "--reload-extra", "*.toml"],

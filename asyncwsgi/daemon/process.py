@@ -50,6 +50,7 @@ from asyncwsgi.errors import (
 )
 from asyncwsgi.logs import setup_logging
 from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
+from asyncwsgi.processes.affinity import hold_to
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
 from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.wsgi.environ import base_environ, build_environ
@@ -422,6 +423,7 @@ class DaemonSpec:
     report_fd: int = -1
     report_files: bool = False
     site_packages: bool = False  # report modules from site-packages too
+    cpu: int = -1  # the core to hold the process to (--cpu-affinity; -1: any)
 
     def __post_init__(self) -> None:
         for name in ("threads", "request_window"):
@@ -470,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"asyncwsgi daemon: {exc} (started by the server, not by hand)", file=sys.stderr)
         return EXIT_USAGE
+    if spec.cpu >= 0:
+        hold_to(spec.cpu)  # before any thread starts: threads inherit it
     # Before anything that can hang (the import): never outlive the front.
     die_with_parent(spec.parent)
     # First, so that `pgrep -f 'asyncwsgi: daemon NAME'` finds the process while it boots.

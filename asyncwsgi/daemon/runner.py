@@ -38,6 +38,7 @@ from asyncwsgi.core.exchange import LoopExchange
 from asyncwsgi.daemon import wire
 from asyncwsgi.daemon.link import DaemonLink, answer
 from asyncwsgi.processes import Child, ChildState, ProcessGroup
+from asyncwsgi.processes.affinity import CORES
 from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
@@ -69,6 +70,7 @@ class DaemonRunner:
         reload_on_changes: bool = False,
         reload_extra: tuple[str, ...] = (),
         reload_site_packages: bool = False,
+        cpu_affinity: bool = False,
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
@@ -82,6 +84,7 @@ class DaemonRunner:
         self.request_timeout = settings.request_timeout
         self.send_timeout = send_timeout
         self.reload_site_packages = reload_site_packages
+        self.cpu_affinity = cpu_affinity
         self.watcher: ChangeWatcher | None = None
         if reload_on_changes:
             self.watcher = ChangeWatcher(
@@ -166,6 +169,7 @@ class DaemonRunner:
                     report_fd=child.report_fd,
                     report_files=self.watcher is not None,
                     site_packages=self.reload_site_packages,
+                    cpu=CORES.take(child) if self.cpu_affinity else -1,
                 )
             )
             process = subprocess.Popen(
@@ -191,6 +195,7 @@ class DaemonRunner:
             link.drain()
 
     def exited(self, child: Child) -> None:
+        CORES.release(child)
         link: DaemonLink | None = child.data
         if link is not None:
             link.fail_all()

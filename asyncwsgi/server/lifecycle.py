@@ -16,6 +16,7 @@ from typing import Any
 from asyncwsgi import notify
 from asyncwsgi.config import Config
 from asyncwsgi.errors import ConfigError
+from asyncwsgi.processes.affinity import hold_self
 from asyncwsgi.server.host import SIGNALS, Host
 from asyncwsgi.server.server import Server
 from asyncwsgi.server.supervisor import Supervisor
@@ -52,6 +53,8 @@ async def serve(
         # --reload-on-changes replaces copies of the server, even a single one.
         host = Supervisor(config)
     else:
+        if config.cpu_affinity and config.mode == "embedded":
+            hold_self()  # before the worker threads start: they inherit it
         host = Server(config)
     await run_host(host, shutdown_trigger, ready)
 

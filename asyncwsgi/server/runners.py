@@ -129,5 +129,6 @@ def make_runner(config: Config) -> Runner:
             reload_on_changes=config.reload_on_changes,
             reload_extra=config.reload_extra,
             reload_site_packages=config.reload_site_packages,
+            cpu_affinity=config.cpu_affinity,
         )
     return EmbeddedRunner(config)

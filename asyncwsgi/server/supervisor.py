@@ -25,6 +25,7 @@ from typing import Any
 
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
+from asyncwsgi.processes.affinity import CORES, CPU_ENV
 from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.sources import ImportedFiles
@@ -121,6 +122,8 @@ class CopyLauncher:
         skip = ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET")
         env = {k: v for k, v in os.environ.items() if k not in skip}
         env[COPY_ENV] = copy_settings(self.config, self.binds, child.report_fd)
+        if self.config.cpu_affinity:
+            env[CPU_ENV] = str(CORES.take(child))
         return subprocess.Popen(
             [sys.executable, "-c", _COPY_MAIN],
             pass_fds=[*self.pass_fds, child.report_fd],
@@ -135,7 +138,8 @@ class CopyLauncher:
                 child.process.send_signal(signal.SIGTERM)
 
     def exited(self, child: Child) -> None:
-        """Nothing held: the group closes the report pipe."""
+        """Its core is free (the group closes the report pipe)."""
+        CORES.release(child)
 
 
 class Supervisor(Host):

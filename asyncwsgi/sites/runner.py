@@ -285,6 +285,7 @@ class SiteRunner:
                     log_level=config.log_level,
                     title=group.title,
                     send_timeout=config.send_timeout,
+                    cpu_affinity=config.cpu_affinity,
                 )
                 self.groups[group_name] = daemons
             site_mount.daemons = daemons
