@@ -275,6 +275,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "--script-reloading",
         "off",
     ),
+    _asyncwsgi_spec(
+        "asyncwsgi-affinity",
+        "embedded",
+        "asyncwsgi as the first row with --cpu-affinity (the process held to one core)",
+        "--cpu-affinity",
+    ),
     ServerSpec(
         "gunicorn-sync",
         "gunicorn, 1 sync worker (one request at a time, Connection: close; the rest queue)",
@@ -321,6 +327,12 @@ def processes_servers(
             "processes",
             "asyncwsgi --processes 2 (embedded mode): 2 copies of the server sharing the "
             "listening port, each an event loop + 8 WSGI threads, script reloading on",
+        ),
+        _asyncwsgi_spec(
+            "asyncwsgi-processes-affinity",
+            "processes",
+            "asyncwsgi --processes 2 --cpu-affinity: as above, each copy held to its own core",
+            "--cpu-affinity",
         ),
         ServerSpec(
             "modwsgi-embedded",
@@ -416,6 +428,14 @@ _DEFAULT_ASYNCWSGI = _asyncwsgi_spec(
     threads=None,
 )
 
+_DEFAULT_AFFINITY = _asyncwsgi_spec(
+    "asyncwsgi-default-affinity",
+    "embedded",
+    "asyncwsgi with its default settings and --cpu-affinity (the process held to one core)",
+    "--cpu-affinity",
+    threads=None,
+)
+
 
 def io_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, ...]:
     """The ``io`` scenario: an app that sleeps 10 ms per request, at 256 connections."""
@@ -427,6 +447,7 @@ def io_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec, .
             f"asyncwsgi --threads {IO_THREADS}, 1 process, script reloading on",
             threads=IO_THREADS,
         ),
+        _DEFAULT_AFFINITY,
         SERVERS_BY_NAME["granian"],
         ServerSpec(
             f"gunicorn-gthread-{IO_THREADS}t",
@@ -444,6 +465,7 @@ def flask_servers(_threads: int = MODWSGI_THREADS_PER_CHILD) -> tuple[ServerSpec
         replace(spec, requires=spec.requires + need_flask)
         for spec in (
             _DEFAULT_ASYNCWSGI,
+            _DEFAULT_AFFINITY,
             SERVERS_BY_NAME["granian"],
             SERVERS_BY_NAME["gunicorn-gthread"],
         )

@@ -162,9 +162,14 @@ def test_short_error() -> None:
 
 
 def test_scenarios_and_their_rows() -> None:
-    assert list(SCENARIOS["single"].by_name())[:2] == ["asyncwsgi", "asyncwsgi-noreload"]
+    assert list(SCENARIOS["single"].by_name())[:3] == [
+        "asyncwsgi",
+        "asyncwsgi-noreload",
+        "asyncwsgi-affinity",
+    ]
     assert list(SCENARIOS["processes"].by_name()) == [
         "asyncwsgi-processes",
+        "asyncwsgi-processes-affinity",
         "modwsgi-embedded",
         "gunicorn-sync-2w",
         "granian-2w",
@@ -183,11 +188,13 @@ def test_scenarios_and_their_rows() -> None:
     assert list(SCENARIOS["io"].by_name()) == [
         "asyncwsgi-default",
         "asyncwsgi-256t",
+        "asyncwsgi-default-affinity",
         "granian",
         "gunicorn-gthread-256t",
     ]
     assert list(SCENARIOS["flask"].by_name()) == [
         "asyncwsgi-default",
+        "asyncwsgi-default-affinity",
         "granian",
         "gunicorn-gthread",
     ]
