@@ -33,6 +33,7 @@ from asyncwsgi.settings import (
     Globs,
     Seconds,
     Text,
+    UrlFolders,
     option,
 )
 
@@ -203,6 +204,17 @@ class Config(ProcessSettings):
         "process to the core the fewest others hold. Saves the cost of waking threads on "
         "other cores, at the price of one core per process",
         negatable=True,
+    )
+    static: tuple[str, ...] = option(
+        (),
+        UrlFolders(),
+        "serve the files of DIR (or the one file DIR) at URL-PATH from the server itself: "
+        "sendfile, ETag/Last-Modified, conditional and Range requests, HEAD; no folder "
+        "listings, nothing outside DIR. Repeatable; the longest URL path wins, before the "
+        "application",
+        repeatable=True,
+        site=NOT_WITH_SITE,
+        site_hint="use Alias URL-PATH DIR in the config file",
     )
     reload_failure: str = option(
         "keep",

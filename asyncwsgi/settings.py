@@ -333,6 +333,33 @@ class Globs(Kind[tuple[str, ...]]):
         return " ".join(value)
 
 
+class UrlFolders(Kind[tuple[str, ...]]):
+    """``URL-PATH=DIR`` pairs (``--static`` is repeatable)."""
+
+    describe = "URL-PATH=DIR, the URL path starting with '/'"
+    metavar = "URL-PATH=DIR"
+
+    def check(self, value: object) -> tuple[str, ...]:
+        items: Any = (value,) if isinstance(value, str) else value
+        try:
+            pairs = tuple(items)
+        except TypeError:
+            raise self._wrong(value) from None
+        for pair in pairs:
+            if not isinstance(pair, str):
+                raise self._wrong(pair)
+            url, sep, folder = pair.partition("=")
+            if not sep or not url.startswith("/") or not folder:
+                raise ValueError(f"{pair!r} is not {self.describe}")
+        return pairs
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return self.check(text)
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return " ".join(value)
+
+
 # --------------------------------------------------------------------------------------
 # Declaring settings
 # --------------------------------------------------------------------------------------

@@ -42,10 +42,23 @@ ALLOWED: dict[str, set[str]] = {
     "sites": _VALUES,
     "sites.routing": {"sites.model"},
     # ... while running a site wires its mounts to runners.
-    "sites.runner": _VALUES | {"core", "wsgi", "scripts", "daemon", "sites"},
+    "sites.runner": _VALUES | {"core", "wsgi", "scripts", "daemon", "sites", "static"},
+    # Static files: which file and what to answer (values), served from worker threads.
+    "static": {"errors", "core", "wsgi"},
     "asgi": _VALUES | {"core", "wsgi", "scripts", "daemon"},
     "server": _VALUES
-    | {"core", "http", "wsgi", "scripts", "daemon", "sites", "processes", "control", "notify"},
+    | {
+        "core",
+        "http",
+        "wsgi",
+        "scripts",
+        "daemon",
+        "sites",
+        "static",
+        "processes",
+        "control",
+        "notify",
+    },
 }
 ALLOWED_ANYTHING = {"cli", "__main__", "__init__"}  # the top: they wire the rest
 MAX_LINES = 700

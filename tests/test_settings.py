@@ -498,6 +498,7 @@ def test_the_refused_settings_are_exactly_those_marked() -> None:
         "reload_on_changes",
         "reload_extra",
         "reload_site_packages",
+        "static",
     }
     assert all(e.option.site_hint for e in table(Config) if e.name in marked)
 
@@ -600,6 +601,7 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "reload_failure": (["--reload-failure", "error"], "error"),
         "max_threads": (["--max-threads", "32"], 32),
         "cpu_affinity": (["--cpu-affinity"], True),
+        "static": (["--static", "/s=/srv/a", "--static", "/t=/srv/b"], ("/s=/srv/a", "/t=/srv/b")),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (
             ["--reload-extra", "templates/*.html", "--reload-extra", "*.toml"],

@@ -23,6 +23,7 @@ from asyncwsgi.http.state import ApplicationRunner
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.sites.runner import SiteRunner
+from asyncwsgi.static.mount import StaticFront, check_folder
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import trust_for
 from asyncwsgi.wsgi.runner import WSGIRunner
@@ -111,7 +112,16 @@ class EmbeddedRunner(WSGIRunner):
 
 def make_runner(config: Config) -> Runner:
     """The runner the config asks for; a script that does not load raises
-    ``ScriptLoadError`` here, before anything listens."""
+    ``ScriptLoadError`` here, before anything listens (and a ``--static`` folder that
+    cannot be served ``ConfigError``)."""
+    folders = [
+        check_folder(*spec.partition("=")[::2], f"--static {spec}") for spec in config.static
+    ]
+    runner = _app_runner(config)
+    return StaticFront(runner, folders) if folders else runner
+
+
+def _app_runner(config: Config) -> Runner:
     if config.site is not None:
         return SiteRunner(config, config.site)
     if config.mode == "daemon":

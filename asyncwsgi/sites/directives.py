@@ -1,15 +1,16 @@
 """What the directives of a config file mean: the site they describe.
 
 Rule: imports nothing of the package but ``config``, ``settings``, ``errors`` and this
-package's ``model`` and ``syntax``; no asyncio. Every error is a ``ConfigFileError`` whose
-message starts with ``FILE:LINE:``.
+package's ``model``, ``syntax`` and ``apache``; no asyncio. Every error is a
+``ConfigFileError`` whose message starts with ``FILE:LINE:``.
 
 The directives read: ``Listen``, ``<VirtualHost>`` with ``ServerName``/``ServerAlias``,
 ``<Directory>`` with ``AllowOverride``, ``<IfModule>`` and mod_wsgi's ``WSGIScriptAlias``,
 ``WSGIDaemonProcess`` (its options are the process-group settings of
 :class:`asyncwsgi.config.ProcessSettings` that name a directive), ``WSGIProcessGroup``,
-``WSGICallableObject`` and ``WSGIScriptReloading`` (``WSGIApplicationGroup`` is read and
-ignored: every script runs as its own module in the main interpreter). Each is checked
+``WSGICallableObject``, ``WSGIScriptReloading`` and ``WSGIRestrictEmbedded``
+(``WSGIApplicationGroup`` is read and ignored: every script runs as its own module in the
+main interpreter). Apache's own directives are :mod:`asyncwsgi.sites.apache`'s. Each is checked
 against the contexts Apache allows it in; the settings of a mount come from its contexts
 in increasing precedence (docs/DESIGN.md, "Sites").
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.errors import ConfigError, ConfigFileError
 from asyncwsgi.settings import BindAddress, parse_bind, table
+from asyncwsgi.sites.apache import Notices
 from asyncwsgi.sites.model import (
     COMMAND_LINE,
     DEFAULT,
@@ -34,6 +36,7 @@ from asyncwsgi.sites.model import (
     Mount,
     Setting,
     Site,
+    StaticAlias,
     VirtualHost,
 )
 from asyncwsgi.sites.syntax import Directive, ifmodule_holds, parse_text, read_file
@@ -58,6 +61,7 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "includeoptional": (SERVER, VHOST, DIRECTORY),
     "ifmodule": _EVERYWHERE,
     "wsgiscriptalias": (SERVER, VHOST),
+    "alias": (SERVER, VHOST),
     "wsgidaemonprocess": (SERVER, VHOST),
     # The override class of these three is FileInfo: .htaccess may set them.
     "wsgiprocessgroup": _EVERYWHERE,
@@ -65,6 +69,7 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "wsgiscriptreloading": _EVERYWHERE,
     # Read and ignored: every script runs as its own module in the main interpreter.
     "wsgiapplicationgroup": _EVERYWHERE,
+    "wsgirestrictembedded": (SERVER,),
 }
 SECTIONS = ("virtualhost", "directory", "ifmodule")
 OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
@@ -275,6 +280,7 @@ class _Context:
     kind: str
     layer: Layer = field(default_factory=dict)
     aliases: list[_Alias] = field(default_factory=list)
+    statics: list[StaticAlias] = field(default_factory=list)
     directories: list[_Directory] = field(default_factory=list)
     server_name: str = ""
     server_aliases: list[str] = field(default_factory=list)
@@ -291,6 +297,8 @@ class _Reader:
         self.vhosts: list[_Context] = []
         self.groups: dict[str, DaemonGroup] = {}
         self.order = 0
+        self.notices = Notices()
+        self.restrict_embedded: Setting | None = None
 
     def walk(self, directives: list[Directive], context: str, target: _Context) -> None:
         for d in directives:
@@ -300,11 +308,15 @@ class _Reader:
         key = d.key
         allowed = CONTEXTS.get(key)
         if allowed is None:
+            if self.notices.handles(d):
+                return
             raise d.error(
                 f"unknown directive {d.name!r} (asyncwsgi reads Listen, VirtualHost, "
                 "ServerName, ServerAlias, Directory, AllowOverride, Include, IfModule and "
                 "mod_wsgi's WSGIScriptAlias, WSGIDaemonProcess, WSGIProcessGroup, "
-                "WSGICallableObject, WSGIScriptReloading, WSGIApplicationGroup)"
+                "WSGICallableObject, WSGIScriptReloading, WSGIApplicationGroup, "
+                "WSGIRestrictEmbedded; it ignores, with a notice, the directives of Apache "
+                "modules that do not change what the application sees)"
             )
         if key in SECTIONS and d.children is None:
             raise d.error(f"{d.name} is a section: write <{d.name} ...> ... </{d.name}>")
@@ -338,6 +350,8 @@ class _Reader:
             target.allow = Setting(_allow_override(d), d.origin)
         elif key == "wsgiscriptalias":
             self.alias(d, target)
+        elif key == "alias":
+            self.static(d, target)
         elif key == "wsgidaemonprocess":
             group = _daemon_group(d, len(self.vhosts) - 1 if context == VHOST else -1)
             if group.name in self.groups:
@@ -346,6 +360,8 @@ class _Reader:
             self.groups[group.name] = group
         elif key == "wsgiapplicationgroup":
             _one(d)
+        elif key == "wsgirestrictembedded":
+            self.restrict_embedded = Setting(_on_off(d), d.origin)
         else:
             name, setting = _setting(d)
             target.layer[name] = setting
@@ -375,6 +391,13 @@ class _Reader:
         self.order += 1
         target.directories.append(entry)
 
+    def static(self, d: Directive, target: _Context) -> None:
+        alias = _static_alias(d, self.root)
+        for other_path, origin in _mounted(target):
+            if other_path == alias.path:
+                raise d.error(f"Alias {d.args[0]}: already mounted at {origin}")
+        target.statics.append(alias)
+
     def alias(self, d: Directive, target: _Context) -> None:
         if len(d.args) < 2:
             raise d.error("WSGIScriptAlias takes a URL path, a script file and options")
@@ -394,10 +417,30 @@ class _Reader:
                     f"WSGIScriptAlias: option {key!r} is not supported (supported: "
                     "process-group, application-group)"
                 )
-        for other in target.aliases:
-            if other.path == path:
-                raise d.error(f"WSGIScriptAlias {url}: already mounted at {other.origin}")
+        for other_path, origin in _mounted(target):
+            if other_path == path:
+                raise d.error(f"WSGIScriptAlias {url}: already mounted at {origin}")
         target.aliases.append(_Alias(path, _path(self.root, script), group, d.origin, d))
+
+
+def _mounted(target: _Context) -> list[tuple[str, str]]:
+    """The URL paths a context mounts already (WSGIScriptAlias and Alias), with origins."""
+    return [(a.path, a.origin) for a in target.aliases] + [
+        (s.path, s.origin) for s in target.statics
+    ]
+
+
+def _static_alias(d: Directive, root: str) -> StaticAlias:
+    if len(d.args) != 2:
+        raise d.error("Alias takes a URL path and a folder (or file)")
+    url, folder = d.args
+    if not url.startswith("/"):
+        raise d.error(f"Alias: the URL path {url!r} must start with '/'")
+    full = _path(root, folder)
+    if not os.path.exists(full):
+        raise d.error(f"Alias {url}: {folder!r} does not exist")
+    path = url.rstrip("/").encode("utf-8").decode("latin-1")
+    return StaticAlias(path=path, folder=full, origin=d.origin)
 
 
 def _directory_layers(
@@ -495,6 +538,11 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         inherited = [
             mount(a, [server, context], index) for a in server.aliases if a.path not in paths
         ]
+        taken = paths | {s.path for s in context.statics}
+        statics = context.statics + [
+            s for s in server.statics if s.path not in taken and s.path not in paths
+        ]
+        inherited = [m for m in inherited if m.path not in {s.path for s in context.statics}]
         vhosts.append(
             VirtualHost(
                 addresses=tuple(context.addresses),
@@ -502,6 +550,7 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
                 aliases=tuple(context.server_aliases),
                 mounts=tuple(own + inherited),
                 origin=context.origin,
+                statics=tuple(statics),
             )
         )
     if not mounts and not any(v.mounts for v in vhosts):
@@ -513,6 +562,9 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         vhosts=tuple(vhosts),
         groups=tuple(groups.values()),
         htaccess=htaccess,
+        statics=tuple(server.statics),
+        notices=tuple(reader.notices.messages()),
+        restrict_embedded=reader.restrict_embedded,
     )
 
 

@@ -86,6 +86,15 @@ class Mount:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StaticAlias:
+    """An ``Alias URL-PATH DIR`` line: files the server serves itself."""
+
+    path: str  # the URL path as PEP 3333 text, without a trailing slash ("" for "/")
+    folder: str  # as written, made absolute (a folder, or one file)
+    origin: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class VirtualHost:
     """A <VirtualHost> section: the addresses it answers on and the names it answers to."""
 
@@ -94,6 +103,7 @@ class VirtualHost:
     aliases: tuple[str, ...]
     mounts: tuple[Mount, ...]
     origin: str
+    statics: tuple[StaticAlias, ...] = ()
 
     @property
     def label(self) -> str:
@@ -112,6 +122,10 @@ class Site:
     vhosts: tuple[VirtualHost, ...]
     groups: tuple[DaemonGroup, ...]
     htaccess: dict[str, Layer] = field(default_factory=dict)
+    statics: tuple[StaticAlias, ...] = ()  # the main server's Alias lines
+    # What was read and not applied: ("notice" or "warning", text), logged at start.
+    notices: tuple[tuple[str, str], ...] = ()
+    restrict_embedded: Setting | None = None  # WSGIRestrictEmbedded On: embedded mounts 500
 
     def all_mounts(self) -> list[tuple[VirtualHost | None, Mount]]:
         found: list[tuple[VirtualHost | None, Mount]] = [(None, m) for m in self.mounts]

@@ -10,7 +10,14 @@ import dataclasses
 
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.settings import EVERY_GROUP, BindAddress, table
-from asyncwsgi.sites.model import COMMAND_LINE, EMBEDDED, DaemonGroup, Mount, Site
+from asyncwsgi.sites.model import (
+    COMMAND_LINE,
+    EMBEDDED,
+    DaemonGroup,
+    Mount,
+    Site,
+    StaticAlias,
+)
 
 # --------------------------------------------------------------------------------------
 # What the command line changes
@@ -118,8 +125,11 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
         out += ["", f"WSGIDaemonProcess {group.name}  ({group.origin}){note}"]
         out += [f"    {option}" for option in options]
 
-    def mounts(label: str, items: tuple[Mount, ...]) -> None:
+    def mounts(label: str, items: tuple[Mount, ...], statics: tuple[StaticAlias, ...]) -> None:
         out.extend(["", label])
+        for alias in sorted(statics, key=lambda a: -len(a.path)):
+            shown = alias.path.encode("latin-1").decode("utf-8", "replace") or "/"
+            out.append(f"  {shown} -> {alias.folder}  (Alias, static files; {alias.origin})")
         for m in sorted(items, key=lambda m: -len(m.path)):
             shown = m.path.encode("latin-1").decode("utf-8", "replace") or "/"
             out.append(f"  {shown} -> {m.script}  ({m.origin})")
@@ -131,9 +141,19 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
             if m.htaccess:
                 out.append(f"    {'.htaccess':<20} {m.htaccess} (read; re-read when it changes)")
 
+    if site.restrict_embedded is not None:
+        on = "On" if site.restrict_embedded.value else "Off"
+        out += ["", f"WSGIRestrictEmbedded {on}  ({site.restrict_embedded.origin})"]
+    if site.notices:
+        out.append("")
+        out += [f"{level}: {message}" for level, message in site.notices]
     if site.mounts or not site.vhosts:
-        mounts("Main server (requests that match no <VirtualHost> address)", site.mounts)
+        mounts(
+            "Main server (requests that match no <VirtualHost> address)",
+            site.mounts,
+            site.statics,
+        )
     for vhost in site.vhosts:
         names = f", aliases {' '.join(vhost.aliases)}" if vhost.aliases else ""
-        mounts(f"<VirtualHost> {vhost.label}{names}  ({vhost.origin})", vhost.mounts)
+        mounts(f"<VirtualHost> {vhost.label}{names}  ({vhost.origin})", vhost.mounts, vhost.statics)
     return "\n".join(out) + "\n"

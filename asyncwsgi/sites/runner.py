@@ -38,9 +38,10 @@ from asyncwsgi.errors import ConfigError, ScriptLoadError
 from asyncwsgi.scripts.reloader import ScriptSource
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat
 from asyncwsgi.sites.directives import read_htaccess
-from asyncwsgi.sites.model import EMBEDDED, Layer, Mount, Site, VirtualHost
+from asyncwsgi.sites.model import EMBEDDED, Layer, Mount, Site, StaticAlias, VirtualHost
 from asyncwsgi.sites.report import unserved
 from asyncwsgi.sites.routing import Routes, match
+from asyncwsgi.static.mount import StaticMount, check_folder
 from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust, trust_for
@@ -66,12 +67,16 @@ class SiteMount:
         self.daemons: DaemonRunner | None = None
         self.watch: HtaccessWatch | None = None
         self.broken: ConfigError | None = None  # its .htaccess does not parse
+        self.restricted = ""  # WSGIRestrictEmbedded On, where: this embedded mount answers 500
         self.requests = 0
 
     # Event loop thread.
     def submit(self, exchange: ServerExchange) -> None:
         self.requests += 1
         exchange.script_name = self.path
+        if self.restricted:
+            exchange.loop_send_error("500 Internal Server Error", INTERNAL_ERROR)
+            return
         embedded = self.embedded
         if embedded is not None:
             # The worker thread looks at the .htaccess and the script (MountSource).
@@ -200,6 +205,9 @@ class HtaccessWatch:
                 mount.apply(layer, error)
 
 
+_Target = SiteMount | StaticMount
+
+
 class SiteRunner:
     """The application runner of a site: picks the mount, and starts and stops the
     applications behind the mounts."""
@@ -217,10 +225,18 @@ class SiteRunner:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-htaccess")
         self._initial_stats: dict[tuple[str, str], int] = {}
         trust = trust_for(config.forwarded_allow_ips)
+        self.statics: list[StaticMount] = []
         try:
-            main = [(m.path, self._mount(None, m, trust)) for m in site.mounts]
+            main: list[tuple[str, _Target]] = [
+                (m.path, self._mount(None, m, trust)) for m in site.mounts
+            ]
+            main += self._statics(site.statics)
             vhost_routes = [
-                (vhost, [(m.path, self._mount(vhost, m, trust)) for m in vhost.mounts])
+                (
+                    vhost,
+                    [(m.path, self._mount(vhost, m, trust)) for m in vhost.mounts]
+                    + self._statics(vhost.statics),
+                )
                 for vhost in site.vhosts
             ]
         except BaseException:
@@ -228,7 +244,16 @@ class SiteRunner:
             self.pool.shutdown(0)
             self._executor.shutdown(wait=False)
             raise
-        self.routes: Routes[SiteMount] = Routes(vhost_routes, main)
+        self.routes: Routes[SiteMount | StaticMount] = Routes(vhost_routes, main)
+
+    def _statics(self, aliases: tuple[StaticAlias, ...]) -> list[tuple[str, _Target]]:
+        found: list[tuple[str, _Target]] = []
+        for alias in aliases:
+            _, real, is_file = check_folder("/", alias.folder, f"{alias.origin}: Alias")
+            mount = StaticMount(alias.path, real, self.pool, is_file=is_file)
+            self.statics.append(mount)
+            found.append((alias.path, mount))
+        return found
 
     def _mount(
         self, vhost: VirtualHost | None, mount: Mount, trust: ProxyTrust | None
@@ -245,7 +270,11 @@ class SiteRunner:
             site_mount.watch = watch
         group_name = settings["process_group"].value
         callable_name = settings["callable"].value
-        if group_name == EMBEDDED:
+        restrict = self.site.restrict_embedded
+        if group_name == EMBEDDED and restrict is not None and restrict.value:
+            # As mod_wsgi: the application is not loaded, and its requests get 500.
+            site_mount.restricted = restrict.origin
+        elif group_name == EMBEDDED:
             key = (mount.script, callable_name)
             source = self.sources.get(key)
             if source is None:
@@ -329,6 +358,10 @@ class SiteRunner:
         except BaseException:
             await self.close()
             raise
+        for static in self.statics:
+            logger.info("static %s -> %s", static.path or "/", static.folder)
+        for level, message in self.site.notices:
+            (logger.warning if level == "warning" else logger.info)("%s", message)
         for mount in self.mounts:
             host = mount.vhost.server_name or "*" if mount.vhost is not None else "(main server)"
             logger.info(
@@ -339,6 +372,14 @@ class SiteRunner:
                 "embedded" if mount.daemons is None else f"daemon group {mount.daemons.group.name}",
                 "On" if mount.reloading else "Off",
             )
+            if mount.restricted:
+                logger.error(
+                    "mount %s%s runs in embedded mode, which WSGIRestrictEmbedded On (%s) "
+                    "disables: its requests get 500",
+                    host,
+                    mount.path or "/",
+                    mount.restricted,
+                )
         for address in unserved(self.site, self.config.bind):
             logger.warning(
                 "requests to %s get 404: no <VirtualHost> answers there and the main server "

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 from asyncwsgi.errors import ConfigFileError
 
-# The names <IfModule> knows mod_wsgi by; any other module is taken as absent.
+# The names <IfModule> knows mod_wsgi and mod_alias (Alias: static files) by; any other
+# module is taken as absent.
 WSGI_MODULE_NAMES = ("mod_wsgi.c", "wsgi_module", "mod_wsgi")
+PRESENT_MODULES = (*WSGI_MODULE_NAMES, "mod_alias.c", "alias_module", "mod_alias")
 _MAX_INCLUDE_DEPTH = 16
 
 
@@ -176,7 +178,7 @@ def ifmodule_holds(d: Directive) -> bool | None:
         return None
     name = d.args[0]
     wanted = not name.startswith("!")
-    return (name.lstrip("!").lower() in WSGI_MODULE_NAMES) == wanted
+    return (name.lstrip("!").lower() in PRESENT_MODULES) == wanted
 
 
 def _include(d: Directive, root: str, depth: int) -> list[Directive]:

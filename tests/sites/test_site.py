@@ -273,7 +273,7 @@ def test_check_config_prints_effective_settings_and_their_origins(tmp_path: Path
         ("WSGIScriptAlias /x missing.wsgi\n", 23, "the script"),
         ("WSGIProcessGroup nosuch\n", 23, "no WSGIDaemonProcess named 'nosuch'"),
         ("<Directory /srv>\nServerName x\n</Directory>\n", 24, "not allowed in <Directory>"),
-        ("DocumentRoot /var/www\n", 23, "unknown directive 'DocumentRoot'"),
+        ("RewriteEngine On\n", 23, "unknown directive 'RewriteEngine'"),
         ("WSGIDaemonProcess other threads=many\n", 23, "threads='many'"),
     ],
     ids=["missing-script", "missing-group", "wrong-context", "unknown", "bad-value"],
