@@ -1,0 +1,119 @@
+"""Apache's own directives in a config file: ignored with one notice per name, access
+rules warned about, sections by URL ignored; WSGIRestrictEmbedded and
+WSGIPassAuthorization (over a real socket for the last two)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from asyncwsgi.errors import ConfigFileError
+from asyncwsgi.sites.directives import read_site
+from tests.conftest import EXAMPLES, ServerProcess
+
+HELLO = EXAMPLES / "hello.wsgi"
+
+AUTH_APP = """\
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ.get("HTTP_AUTHORIZATION", "none").encode()]
+"""
+
+
+def site_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "site.conf"
+    path.write_text(text.format(hello=HELLO))
+    return str(path)
+
+
+def test_each_ignored_directive_gets_one_notice_with_every_place(tmp_path: Path) -> None:
+    conf = site_file(
+        tmp_path,
+        "LoadModule wsgi_module modules/mod_wsgi.so\n"
+        "ErrorLog logs/error.log\n"
+        "KeepAlive On\n"
+        "<VirtualHost *:80>\n"
+        "    DocumentRoot /var/www\n"
+        "    ErrorLog logs/vhost-error.log\n"
+        "    WSGIScriptAlias / {hello}\n"
+        "</VirtualHost>\n",
+    )
+    notices = read_site(conf).notices
+    assert [level for level, _ in notices] == ["notice"] * 4
+    error_log = next(text for _, text in notices if text.startswith("ErrorLog"))
+    assert error_log.endswith(f"{conf}:2, {conf}:6")
+    assert any(text.startswith("LoadModule ignored (mod_so") for _, text in notices)
+
+
+def test_access_rules_that_restrict_are_warned_about(tmp_path: Path) -> None:
+    conf = site_file(
+        tmp_path,
+        "WSGIScriptAlias / {hello}\n"
+        "<Directory /srv>\n"
+        "    Require all granted\n"
+        "    Options FollowSymLinks\n"
+        "</Directory>\n"
+        "<Location /admin>\n"
+        "    AuthType Basic\n"
+        "    Require valid-user\n"
+        "</Location>\n",
+    )
+    notices = read_site(conf).notices
+    warnings = [text for level, text in notices if level == "warning"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"{conf}:7: 'AuthType Basic'")
+    assert warnings[1].startswith(f"{conf}:8: 'Require valid-user': access control is not")
+    notes = [text for level, text in notices if level == "notice"]
+    assert any(t.startswith("Require ignored (grants every client") for t in notes)
+    assert any(t.startswith("<Location> ignored") for t in notes)
+
+
+def test_a_wsgi_directive_inside_location_is_an_error(tmp_path: Path) -> None:
+    conf = site_file(
+        tmp_path,
+        "WSGIScriptAlias / {hello}\n<Location /app>\n    WSGIProcessGroup app\n</Location>\n",
+    )
+    with pytest.raises(ConfigFileError, match=r"site.conf:3: WSGIProcessGroup inside <Location>"):
+        read_site(conf)
+
+
+def test_a_directive_nobody_knows_stays_an_error(tmp_path: Path) -> None:
+    conf = site_file(tmp_path, "WSGIScriptAlias / {hello}\nRewriteEngine On\n")
+    with pytest.raises(ConfigFileError, match=r"site.conf:2: unknown directive 'RewriteEngine'"):
+        read_site(conf)
+
+
+def test_check_config_lists_the_notices(tmp_path: Path) -> None:
+    site_file(tmp_path, "ServerAdmin a@b.c\nWSGIScriptAlias / {hello}\nDeny from all\n")
+    server = ServerProcess(["--config", "site.conf", "--check-config"], tmp_path)
+    assert server.proc.wait(15) == 0
+    server.stop()
+    out = "\n".join(server.stdout_lines)
+    assert "notice: ServerAdmin ignored (core; " in out
+    assert "warning: " in out and "'Deny from all': access control is not applied" in out
+
+
+def test_restrict_embedded_answers_500_and_pass_authorization_passes(tmp_path: Path) -> None:
+    (tmp_path / "auth.wsgi").write_text(AUTH_APP)
+    site_file(
+        tmp_path,
+        "Listen 127.0.0.1:0\n"
+        "WSGIRestrictEmbedded On\n"
+        "WSGIPassAuthorization On\n"
+        "WSGIDaemonProcess auth processes=1 threads=2\n"
+        "WSGIScriptAlias /auth auth.wsgi process-group=auth\n"
+        "WSGIScriptAlias / {hello}\n",
+    )
+    server = ServerProcess(["--config", "site.conf", "--no-access-log"], tmp_path).wait_ready(30)
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/").status_code == 500  # embedded mode is restricted
+            answer = client.get("/auth", headers={"Authorization": "Bearer t0ken"})
+            assert answer.status_code == 200 and answer.text == "Bearer t0ken"
+    finally:
+        server.stop()
+    log = server.stderr()
+    assert "WSGIRestrictEmbedded On" in log and "its requests get 500" in log
+    assert "WSGIPassAuthorization accepted, no effect" in log
