@@ -30,6 +30,7 @@ from asyncwsgi.settings import (
     Choice,
     Count,
     Flag,
+    Folders,
     Globs,
     Seconds,
     Text,
@@ -142,6 +143,97 @@ class ProcessSettings:
         "replace keep serving (0: no limit)",
         directive="startup-timeout",
         site=EVERY_GROUP,
+    )
+
+    # WSGIDaemonProcess options only (no command-line flags): what the daemon processes
+    # run as, and when the front replaces them or turns requests away.
+    python_home: str = option(
+        "",
+        Text("a virtual environment's folder", metavar="DIR", rule=settings.python_home),
+        "the daemon processes run this virtual environment's interpreter and packages "
+        "(the same Python version as the server)",
+        flag=None,
+        directive="python-home",
+    )
+    python_path: tuple[str, ...] = option(
+        (),
+        Folders(),
+        "folders put first on the daemon processes' sys.path",
+        flag=None,
+        directive="python-path",
+    )
+    home: str = option(
+        "",
+        Text("an absolute folder", metavar="DIR", rule=settings.absolute_folder),
+        "the daemon processes' working folder",
+        flag=None,
+        directive="home",
+    )
+    run_user: str = option(
+        "",
+        Text("a user name", metavar="USER", rule=settings.system_user),
+        "the user the daemon processes run as (the server must start as root)",
+        flag=None,
+        directive="user",
+    )
+    run_group: str = option(
+        "",
+        Text("a group name", metavar="GROUP", rule=settings.system_group),
+        "the group the daemon processes run as (the server must start as root)",
+        flag=None,
+        directive="group",
+    )
+    umask: str = option(
+        "",
+        Text("an octal mask", metavar="MASK", rule=settings.octal_mask),
+        "the daemon processes' file mode creation mask",
+        flag=None,
+        directive="umask",
+    )
+    lang: str = option(
+        "",
+        Text("a locale name", metavar="LOCALE"),
+        "LANG in the daemon processes' environment",
+        flag=None,
+        directive="lang",
+    )
+    locale: str = option(
+        "",
+        Text("a locale name", metavar="LOCALE"),
+        "LC_ALL in the daemon processes' environment",
+        flag=None,
+        directive="locale",
+    )
+    inactivity_timeout: float = option(
+        0.0,
+        Seconds(off_at_zero=True),
+        "a daemon process that served requests and then none for S seconds is replaced "
+        "(replacement first); 0: never",
+        flag=None,
+        directive="inactivity-timeout",
+    )
+    queue_timeout: float = option(
+        0.0,
+        Seconds(off_at_zero=True),
+        "a request that waited longer than S seconds for a free daemon thread gets 503; "
+        "0: it waits",
+        flag=None,
+        directive="queue-timeout",
+    )
+    memory_limit: int = option(
+        0,
+        Bytes(0),
+        "a daemon process whose resident memory grows past this many bytes is replaced "
+        "(replacement first); 0: no limit",
+        flag=None,
+        directive="memory-limit",
+    )
+    virtual_memory_limit: int = option(
+        0,
+        Bytes(0),
+        "the same for its virtual memory size",
+        flag=None,
+        directive="virtual-memory-limit",
     )
 
     def __post_init__(self) -> None:

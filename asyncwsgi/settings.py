@@ -195,6 +195,75 @@ def existing_file(value: str) -> None:
         raise ValueError(f"no such file {value!r}")
 
 
+def absolute_folder(value: str) -> None:
+    """An absolute path of a folder that exists ("": none)."""
+    if value and not os.path.isabs(value):
+        raise ValueError(f"{value!r} is not an absolute path")
+    if value and not os.path.isdir(value):
+        raise ValueError(f"no such folder {value!r}")
+
+
+def python_home(value: str) -> None:
+    """A virtual environment (or a Python installation): a folder with bin/python3."""
+    absolute_folder(value)
+    if value and not any(
+        os.access(os.path.join(value, "bin", name), os.X_OK) for name in ("python3", "python")
+    ):
+        raise ValueError(f"{value!r} has no bin/python3: not a virtual environment")
+
+
+def system_user(value: str) -> None:
+    import pwd
+
+    if value:
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
+            if not value.isdigit():
+                raise ValueError(f"no user {value!r} on this machine") from None
+
+
+def system_group(value: str) -> None:
+    import grp
+
+    if value:
+        try:
+            grp.getgrnam(value)
+        except KeyError:
+            if not value.isdigit():
+                raise ValueError(f"no group {value!r} on this machine") from None
+
+
+def octal_mask(value: str) -> None:
+    if value and not (value.isascii() and all(c in "01234567" for c in value) and len(value) <= 4):
+        raise ValueError(f"{value!r} is not an octal file mode mask such as 0007")
+
+
+class Folders(Kind[tuple[str, ...]]):
+    """Absolute folder paths separated by ``:`` (as ``PYTHONPATH`` and mod_wsgi's
+    ``python-path=``)."""
+
+    describe = "absolute folder paths separated by ':'"
+    metavar = "DIR:DIR"
+
+    def check(self, value: object) -> tuple[str, ...]:
+        items: Any = value.split(os.pathsep) if isinstance(value, str) else value
+        try:
+            folders = tuple(f for f in items if f)
+        except TypeError:
+            raise self._wrong(value) from None
+        for folder in folders:
+            if not isinstance(folder, str) or not os.path.isabs(folder):
+                raise ValueError(f"{folder!r} is not an absolute path")
+        return folders
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        return self.check(text)
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return os.pathsep.join(value)
+
+
 def group_name(value: str) -> None:
     if not value or not value.isprintable():
         raise ValueError(f"{value!r} is not a usable process group name")

@@ -11,7 +11,11 @@ table with mod_wsgi's defaults.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import math
+import os
+import pwd
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -537,6 +541,18 @@ def test_process_settings_of_a_config() -> None:
         "restart_interval": 0.0,
         "request_timeout": 9.0,
         "startup_timeout": 60.0,
+        "python_home": "",
+        "python_path": (),
+        "home": "",
+        "run_user": "",
+        "run_group": "",
+        "umask": "",
+        "lang": "",
+        "locale": "",
+        "inactivity_timeout": 0.0,
+        "queue_timeout": 0.0,
+        "memory_limit": 0,
+        "virtual_memory_limit": 0,
     }
 
 
@@ -766,6 +782,18 @@ def test_every_daemon_option_is_a_process_setting_of_the_table() -> None:
         "restart-interval",
         "request-timeout",
         "startup-timeout",
+        "python-home",
+        "python-path",
+        "home",
+        "user",
+        "group",
+        "umask",
+        "lang",
+        "locale",
+        "inactivity-timeout",
+        "queue-timeout",
+        "memory-limit",
+        "virtual-memory-limit",
     }
     assert DAEMON_OPTIONS[:-1] == tuple(GROUP_OPTIONS)
     assert DAEMON_OPTIONS[-1] == "display-name"
@@ -805,6 +833,18 @@ def test_each_daemon_option_parses_with_its_kind(tmp_path: Path) -> None:
         "restart-interval": "60",
         "request-timeout": "30",
         "startup-timeout": "120",
+        "python-home": sys.prefix,
+        "python-path": f"{tmp_path}:{tmp_path / 'lib'}",
+        "home": str(tmp_path),
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "group": grp.getgrgid(os.getgid()).gr_name,
+        "umask": "0007",
+        "lang": "C.UTF-8",
+        "locale": "C.UTF-8",
+        "inactivity-timeout": "300",
+        "queue-timeout": "45",
+        "memory-limit": "500000000",
+        "virtual-memory-limit": "2000000000",
     }
     assert set(texts) == set(GROUP_OPTIONS)
     words = " ".join(f"{k}={v}" for k, v in texts.items())
@@ -823,7 +863,12 @@ def test_each_daemon_option_parses_with_its_kind(tmp_path: Path) -> None:
             "graceful-timeout=soon",
             "WSGIDaemonProcess: graceful-timeout='soon': expected a positive number of seconds",
         ),
-        ("user=www", "WSGIDaemonProcess: option 'user' is not supported (supported: processes"),
+        ("user=no-such-user", "WSGIDaemonProcess: user='no-such-user': no user"),
+        ("home=relative", "WSGIDaemonProcess: home='relative': 'relative' is not an absolute"),
+        ("python-home=/proc", "WSGIDaemonProcess: python-home='/proc': '/proc' has no bin/"),
+        ("umask=9", "WSGIDaemonProcess: umask='9': '9' is not an octal"),
+        ("deadlock-timeout=60", "WSGIDaemonProcess: option deadlock-timeout=: not supported"),
+        ("nonsense=1", "WSGIDaemonProcess: option 'nonsense' is not supported (supported: "),
     ],
 )
 def test_a_bad_daemon_option_names_file_line_and_option(

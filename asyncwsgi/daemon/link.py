@@ -176,6 +176,7 @@ class DaemonLink(asyncio.Protocol):
         # and whether the runner gave up waiting (no new requests until it answers).
         self.ping_sent = 0.0
         self.unresponsive = False
+        self.idle_since = time.monotonic()  # when its last request ended (inactivity)
         self._ping_value = 0
         self._next_id = 0
         self._pending: list[bytes] = []  # frames sent before the transport was attached
@@ -426,6 +427,8 @@ class DaemonLink(asyncio.Protocol):
 
     def _end(self, stream: FrontStream) -> None:
         del self.streams[stream.id]
+        if not self.streams:
+            self.idle_since = time.monotonic()
         stream.exchange.listener = None
         if stream.body is not None:
             stream.body.listener = None

@@ -424,6 +424,7 @@ class DaemonSpec:
     report_files: bool = False
     site_packages: bool = False  # report modules from site-packages too
     cpu: int = -1  # the core to hold the process to (--cpu-affinity; -1: any)
+    python_path: tuple[str, ...] = ()  # python-path=: first on sys.path
 
     def __post_init__(self) -> None:
         for name in ("threads", "request_window"):
@@ -434,9 +435,23 @@ class DaemonSpec:
             raise ValueError(f"log_level {self.log_level!r} is not one of {config.LOG_LEVELS}")
 
 
-def command(spec: DaemonSpec) -> list[str]:
-    """The argv that starts a daemon process: the spec as one JSON argument."""
-    return [sys.executable, "-m", "asyncwsgi.daemon.process", json.dumps(asdict(spec))]
+# How another interpreter (python-home=) starts a daemon: the server's folders for
+# asyncwsgi and its packages go after the interpreter's own (daemon/launch.py).
+_BOOT = (
+    "import sys, json; sys.path += json.loads(sys.argv.pop(1)); "
+    "from asyncwsgi.daemon.process import main; raise SystemExit(main())"
+)
+
+
+def command(
+    spec: DaemonSpec, python: str | None = None, server_paths: Sequence[str] = ()
+) -> list[str]:
+    """The argv that starts a daemon process: the spec as one JSON argument. ``python``:
+    an interpreter other than the server's, given ``server_paths`` to import from."""
+    text = json.dumps(asdict(spec))
+    if python is None or python == sys.executable:
+        return [sys.executable, "-m", "asyncwsgi.daemon.process", text]
+    return [python, "-c", _BOOT, json.dumps(list(server_paths)), text]
 
 
 def read_spec(argv: Sequence[str]) -> DaemonSpec:
@@ -444,7 +459,9 @@ def read_spec(argv: Sequence[str]) -> DaemonSpec:
     if len(argv) != 1:
         raise ValueError("expected one argument, the JSON the front builds")
     try:
-        return DaemonSpec(**json.loads(argv[0]))
+        fields = json.loads(argv[0])
+        fields["python_path"] = tuple(fields.get("python_path", ()))
+        return DaemonSpec(**fields)
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a daemon spec: {exc}") from None
 
@@ -453,6 +470,17 @@ def _load(target: str, callable_name: str) -> WSGIApplication:
     if is_script_path(target):
         return load_script(target, callable_name)[1]
     return load_target(target, callable_name)
+
+
+def _prepend_paths(folders: Sequence[str]) -> None:
+    """python-path=: the folders (and what their .pth files add) first on sys.path."""
+    import site
+
+    before = list(sys.path)
+    for folder in folders:
+        site.addsitedir(folder)
+    added = [p for p in sys.path if p not in before]
+    sys.path[:] = added + before
 
 
 def _exit_now(status: int) -> None:
@@ -492,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Subprocesses the application starts must not hold the front's connection open.
     os.set_inheritable(spec.fd, False)
     sock.setblocking(True)
+    if spec.python_path:
+        _prepend_paths(spec.python_path)
     try:
         app = _load(spec.app, spec.callable)
     except ScriptLoadError as exc:

@@ -35,7 +35,7 @@ from typing import Any, Final
 from asyncwsgi import config
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.core.exchange import LoopExchange
-from asyncwsgi.daemon import wire
+from asyncwsgi.daemon import launch, wire
 from asyncwsgi.daemon.link import DaemonLink, answer
 from asyncwsgi.processes import Child, ChildState, ProcessGroup
 from asyncwsgi.processes.affinity import CORES
@@ -76,6 +76,7 @@ class DaemonRunner:
         self.title = title
         self.script = self.app if is_script_path(app) else ""
         self.threads = settings.threads
+        self.settings = settings
         self.callable_name = callable_name
         self.script_reloading = script_reloading and bool(self.script)
         self.script_name = script_name.rstrip("/")
@@ -103,13 +104,19 @@ class DaemonRunner:
             on_files=self.watcher.add if self.watcher is not None else None,
         )
         self.multiprocess = settings.processes > 1
-        self.queue: deque[LoopExchange] = deque()
+        # Requests waiting for a free daemon thread, with when they began to wait.
+        self.queue: deque[tuple[LoopExchange, float]] = deque()
+        self.queue_timeout = settings.queue_timeout
+        self.inactivity_timeout = settings.inactivity_timeout
+        self.memory_limit = settings.memory_limit
+        self.virtual_memory_limit = settings.virtual_memory_limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch = FileWatch(self.script)
         self._script_key: StatKey | None = None  # as the last look saw it
         self._stat_thread: ThreadPoolExecutor | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._liveness: asyncio.TimerHandle | None = None
+        self._queue_timer: asyncio.TimerHandle | None = None
         self._last_look = 0.0  # when liveness was last looked at
         self._failure_logged = False
 
@@ -119,6 +126,7 @@ class DaemonRunner:
         """Start the group and wait until every process is READY (``ScriptLoadError`` if
         the application does not load)."""
         self._loop = asyncio.get_running_loop()
+        launch.check(self.settings, self.group.label)
         if self.script:
             self._script_key = stat_key(self.script)
         self._last_look = time.monotonic()
@@ -128,14 +136,16 @@ class DaemonRunner:
         await self.group.start()
         if self.request_timeout:
             self._timer = self._loop.call_later(self._timeout_interval, self._check_timeouts)
+        if self.queue_timeout:
+            self._queue_timer = self._loop.call_later(self._queue_interval, self._sweep_queue)
 
     async def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
-        for timer in (self._timer, self._liveness):
+        for timer in (self._timer, self._liveness, self._queue_timer):
             if timer is not None:
                 timer.cancel()
-        for exchange in self.queue:
+        for exchange, _ in self.queue:
             answer(exchange, "503 Service Unavailable")
         self.queue.clear()
         await self.group.close()
@@ -149,6 +159,8 @@ class DaemonRunner:
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
         from asyncwsgi.daemon.process import DaemonSpec, command
+
+        settings = self.settings
 
         front, back = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -170,10 +182,16 @@ class DaemonRunner:
                     report_files=self.watcher is not None,
                     site_packages=self.reload_site_packages,
                     cpu=CORES.take(child) if self.cpu_affinity else -1,
-                )
+                    python_path=settings.python_path,
+                ),
+                launch.interpreter(settings),
+                launch.server_paths(),
             )
             process = subprocess.Popen(
-                argv, pass_fds=[back.fileno(), child.report_fd], stdin=subprocess.DEVNULL
+                argv,
+                pass_fds=[back.fileno(), child.report_fd],
+                stdin=subprocess.DEVNULL,
+                **launch.popen_options(settings),
             )
         except BaseException:
             front.close()
@@ -211,31 +229,55 @@ class DaemonRunner:
             return
         link = self._pick()
         if link is None:
-            self.queue.append(exchange)
+            self.queue.append((exchange, time.monotonic()))
         else:
             link.open_stream(exchange)
 
     def retry(self, exchange: LoopExchange) -> None:
         """A daemon refused a request it never started: give it to another."""
-        self.queue.appendleft(exchange)
+        self.queue.appendleft((exchange, time.monotonic()))
         self.slot_freed()
 
     def slot_freed(self) -> None:
         queue = self.queue
         if self.group.failed:
             while queue:
-                self._refuse(queue.popleft())
+                self._refuse(queue.popleft()[0])
             return
         while queue:
-            exchange = queue[0]
+            exchange, since = queue[0]
             if exchange.disconnected:
                 queue.popleft()
+                continue
+            if self.queue_timeout and time.monotonic() - since > self.queue_timeout:
+                queue.popleft()
+                self._queue_timed_out(exchange)
                 continue
             link = self._pick()
             if link is None:
                 return
             queue.popleft()
             link.open_stream(exchange)
+
+    def _queue_timed_out(self, exchange: LoopExchange) -> None:
+        logger.warning(
+            "daemon group %r: %s %s waited more than %g s for a free thread "
+            "(queue-timeout); answering 503",
+            self.group.name,
+            exchange.method,
+            exchange.path.decode("latin-1"),
+            self.queue_timeout,
+        )
+        answer(exchange, "503 Service Unavailable")
+
+    def _expire_queue(self) -> None:
+        """queue-timeout: requests that waited too long get 503 (oldest first)."""
+        limit = time.monotonic() - self.queue_timeout
+        queue = self.queue
+        while queue and queue[0][1] < limit:
+            exchange, _ = queue.popleft()
+            if not exchange.disconnected:
+                self._queue_timed_out(exchange)
 
     def _pick(self) -> DaemonLink | None:
         best: DaemonLink | None = None
@@ -376,7 +418,44 @@ class DaemonRunner:
             if late:
                 child.group.replace(child, "a request timed out")
 
+    @property
+    def _queue_interval(self) -> float:
+        return max(0.05, min(1.0, self.queue_timeout / 4))
+
+    def _sweep_queue(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._queue_timer = loop.call_later(self._queue_interval, self._sweep_queue)
+        self._expire_queue()
+
     # -- liveness ------------------------------------------------------------------------
+
+    def _check_limits(self, child: Child, link: DaemonLink, now: float) -> None:
+        """inactivity-timeout, memory-limit and virtual-memory-limit: replace the
+        process (replacement first; it finishes what it runs)."""
+        if (
+            self.inactivity_timeout
+            and child.requests
+            and not link.streams
+            and now - link.idle_since >= self.inactivity_timeout
+        ):
+            self.group.replace(
+                child, f"no request for {self.inactivity_timeout:g} s (inactivity-timeout)"
+            )
+            return
+        if not (self.memory_limit or self.virtual_memory_limit):
+            return
+        resident, virtual = _memory(child.pid)
+        if self.memory_limit and resident > self.memory_limit:
+            self.group.replace(
+                child, f"resident memory {resident} bytes over memory-limit={self.memory_limit}"
+            )
+        elif self.virtual_memory_limit and virtual > self.virtual_memory_limit:
+            self.group.replace(
+                child,
+                f"virtual memory {virtual} bytes over "
+                f"virtual-memory-limit={self.virtual_memory_limit}",
+            )
 
     def _check_liveness(self) -> None:
         loop = self._loop
@@ -392,6 +471,8 @@ class DaemonRunner:
             if link is None or not link.ready or child.state not in _LIVE:
                 continue
             silent = link.ping(now)
+            if child.state is ChildState.READY and not child.stale:
+                self._check_limits(child, link, now)
             if not judge:
                 continue
             if silent >= KILL_AFTER or (link.unresponsive and child.state is ChildState.RETIRING):
@@ -417,6 +498,17 @@ class DaemonRunner:
 
 
 _LIVE: Final = (ChildState.READY, ChildState.RETIRING)
+_PAGE: Final = os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(resident, virtual) bytes of a process, from /proc (0, 0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            size, resident = f.read().split()[:2]
+    except (OSError, ValueError):
+        return 0, 0
+    return int(resident) * _PAGE, int(size) * _PAGE
 
 
 def _report_connect_failure(task: asyncio.Task[Any]) -> None:

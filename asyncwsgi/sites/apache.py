@@ -99,6 +99,35 @@ WSGI_ACCEPTED: dict[str, str] = {
 }
 
 
+# WSGIDaemonProcess options accepted with no effect, and why.
+DAEMON_ACCEPTED: dict[str, str] = {
+    "listen-backlog": "daemon processes are reached over socket pairs, not a listening socket",
+    "socket-timeout": "the front and its daemons share the machine; --send-timeout bounds "
+    "a slow client",
+    "connect-timeout": "no connection is made: the front starts its daemons",
+    "socket-user": "no named socket",
+    "socket-rotation": "no named socket",
+    "header-buffer-size": "--limit-request-field-size bounds the request head",
+    "response-buffer-size": "the response credit of the daemon link bounds it",
+    "response-socket-timeout": "--send-timeout bounds a slow client",
+    "receive-buffer-size": "the kernel's defaults are used",
+    "send-buffer-size": "the kernel's defaults are used",
+    "stack-size": "threads get Python's default stack",
+    "server-metrics": "the front's status command gives the numbers",
+    "eviction-timeout": "graceful-timeout bounds a replaced process",
+}
+# WSGIDaemonProcess options refused, and why.
+DAEMON_REFUSED: dict[str, str] = {
+    "deadlock-timeout": "not supported: a daemon process that stops answering is replaced "
+    "after 3 s anyway (a PING each second), and request-timeout= bounds a request",
+    "chroot": "not supported: the daemon processes run the server's own interpreter",
+    "cpu-time-limit": "not supported; give restart-interval= or maximum-requests=",
+    "cpu-priority": "not supported; start the server with nice",
+    "script-user": "not supported",
+    "supplementary-groups": "not supported: user= gives the user's own groups",
+}
+
+
 def _grants_everyone(d: Directive) -> bool:
     words = [a.lower() for a in d.args]
     if d.key == "require":
@@ -141,6 +170,14 @@ class Notices:
             self._note(d, d.name, WSGI_ACCEPTED[key], verb="accepted, no effect")
             return True
         return False
+
+    def accepted(self, d: Directive, why: str) -> None:
+        """A directive read and accepted, with nothing more to do."""
+        self._note(d, d.name, why, verb="accepted")
+
+    def daemon_option(self, d: Directive, key: str) -> None:
+        """A WSGIDaemonProcess option accepted with no effect."""
+        self._note(d, f"WSGIDaemonProcess {key}=", DAEMON_ACCEPTED[key], verb="accepted, no effect")
 
     def _section(self, section: Directive, body: list[Directive]) -> None:
         for d in body:

@@ -17,6 +17,7 @@ in increasing precedence (docs/DESIGN.md, "Sites").
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import ipaddress
 import os
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.errors import ConfigError, ConfigFileError
-from asyncwsgi.settings import BindAddress, parse_bind, table
-from asyncwsgi.sites.apache import Notices
+from asyncwsgi.settings import BindAddress, Folders, parse_bind, python_home, table
+from asyncwsgi.sites.apache import DAEMON_ACCEPTED, DAEMON_REFUSED, Notices
 from asyncwsgi.sites.model import (
     COMMAND_LINE,
     DEFAULT,
@@ -70,6 +71,9 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     # Read and ignored: every script runs as its own module in the main interpreter.
     "wsgiapplicationgroup": _EVERYWHERE,
     "wsgirestrictembedded": (SERVER,),
+    "wsgipythonhome": (SERVER,),
+    "wsgipythonpath": (SERVER,),
+    "wsgiimportscript": (SERVER, VHOST),
 }
 SECTIONS = ("virtualhost", "directory", "ifmodule")
 OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
@@ -148,7 +152,7 @@ MODWSGI_DEFAULTS = {
 }
 
 
-def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
+def _daemon_group(d: Directive, vhost: int, notices: Notices) -> DaemonGroup:
     if not d.args:
         raise d.error("WSGIDaemonProcess needs a group name")
     name = _group_name(d, d.args[0])
@@ -167,6 +171,11 @@ def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
             values["display_name"] = text
             continue
         setting = GROUP_OPTIONS.get(key)
+        if setting is None and key in DAEMON_ACCEPTED:
+            notices.daemon_option(d, key)
+            continue
+        if setting is None and key in DAEMON_REFUSED:
+            raise d.error(f"WSGIDaemonProcess: option {key}=: {DAEMON_REFUSED[key]}")
         if setting is None:
             raise d.error(
                 f"WSGIDaemonProcess: option {key!r} is not supported (supported: "
@@ -183,6 +192,27 @@ def _daemon_group(d: Directive, vhost: int) -> DaemonGroup:
         vhost=vhost,
         **{**MODWSGI_DEFAULTS, **values},
     )
+
+
+def _python_home(d: Directive) -> str:
+    folder = _one(d)
+    try:
+        python_home(folder)
+    except ValueError as exc:
+        raise d.error(f"WSGIPythonHome: {exc}") from None
+    return folder
+
+
+def _import_script(d: Directive, root: str) -> tuple[str, str, Directive]:
+    if not d.args:
+        raise d.error("WSGIImportScript takes a script and process-group=/application-group=")
+    group = ""
+    for key, value in _options(d, d.args[1:]).items():
+        if key == "process-group":
+            group = _group_name(d, value)
+        elif key != "application-group":
+            raise d.error(f"WSGIImportScript: option {key!r} is not supported")
+    return _path(root, d.args[0]), group, d
 
 
 def _listen(d: Directive) -> BindAddress:
@@ -299,6 +329,9 @@ class _Reader:
         self.order = 0
         self.notices = Notices()
         self.restrict_embedded: Setting | None = None
+        self.python_home: Setting | None = None
+        self.python_path: Setting | None = None
+        self.import_scripts: list[tuple[str, str, Directive]] = []  # script, group, line
 
     def walk(self, directives: list[Directive], context: str, target: _Context) -> None:
         for d in directives:
@@ -353,7 +386,7 @@ class _Reader:
         elif key == "alias":
             self.static(d, target)
         elif key == "wsgidaemonprocess":
-            group = _daemon_group(d, len(self.vhosts) - 1 if context == VHOST else -1)
+            group = _daemon_group(d, len(self.vhosts) - 1 if context == VHOST else -1, self.notices)
             if group.name in self.groups:
                 earlier = self.groups[group.name].origin
                 raise d.error(f"WSGIDaemonProcess {group.name}: already defined at {earlier}")
@@ -362,6 +395,16 @@ class _Reader:
             _one(d)
         elif key == "wsgirestrictembedded":
             self.restrict_embedded = Setting(_on_off(d), d.origin)
+        elif key == "wsgipythonhome":
+            self.python_home = Setting(_python_home(d), d.origin)
+        elif key == "wsgipythonpath":
+            try:
+                folders = Folders().parse(_one(d))
+            except ValueError as exc:
+                raise d.error(f"WSGIPythonPath: {exc}") from None
+            self.python_path = Setting(folders, d.origin)
+        elif key == "wsgiimportscript":
+            self.import_scripts.append(_import_script(d, self.root))
         else:
             name, setting = _setting(d)
             target.layer[name] = setting
@@ -555,6 +598,25 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         )
     if not mounts and not any(v.mounts for v in vhosts):
         raise ConfigFileError(f"{display}: no WSGIScriptAlias: nothing to serve")
+    home = reader.python_home
+    if home is not None:
+        # As mod_wsgi: the groups without a python-home= of their own use WSGIPythonHome.
+        for name, group in groups.items():
+            if "python_home" not in group.given:
+                groups[name] = dataclasses.replace(group, python_home=home.value)
+    served = [(vhost, m) for vhost in [None, *vhosts] for m in (vhost.mounts if vhost else mounts)]
+    for script, group_name, d in reader.import_scripts:
+        if not any(
+            m.script == script
+            and m.settings(htaccess.get(m.htaccess))["process_group"].value == group_name
+            for _, m in served
+        ):
+            where = f"daemon group {group_name!r}" if group_name else "embedded mode"
+            raise d.error(
+                f"WSGIImportScript: {script!r} is not the script of a WSGIScriptAlias run in "
+                f"{where}; asyncwsgi preloads mounted scripts only (it loads each at start)"
+            )
+        reader.notices.accepted(d, "every mounted script is loaded when the server starts")
     return Site(
         path=display,
         listen=tuple(reader.listen),
@@ -565,6 +627,8 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         statics=tuple(server.statics),
         notices=tuple(reader.notices.messages()),
         restrict_embedded=reader.restrict_embedded,
+        python_home=home,
+        python_path=reader.python_path,
     )
 
 

@@ -126,6 +126,8 @@ class Site:
     # What was read and not applied: ("notice" or "warning", text), logged at start.
     notices: tuple[tuple[str, str], ...] = ()
     restrict_embedded: Setting | None = None  # WSGIRestrictEmbedded On: embedded mounts 500
+    python_home: Setting | None = None  # WSGIPythonHome: the embedded mounts' packages
+    python_path: Setting | None = None  # WSGIPythonPath: first on the server's sys.path
 
     def all_mounts(self) -> list[tuple[VirtualHost | None, Mount]]:
         found: list[tuple[VirtualHost | None, Mount]] = [(None, m) for m in self.mounts]

@@ -92,7 +92,7 @@ def _show(name: str, value: object) -> str:
 def _origin(name: str, group: DaemonGroup) -> str:
     if name in group.overridden:
         return " (command line)"
-    return "" if name in group.given else " (default)"
+    return f" ({group.origin})" if name in group.given else " (default)"
 
 
 def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) -> str:
@@ -141,6 +141,13 @@ def describe_site(site: Site, binds: tuple[BindAddress, ...], bind_origin: str) 
             if m.htaccess:
                 out.append(f"    {'.htaccess':<20} {m.htaccess} (read; re-read when it changes)")
 
+    for label, setting in (
+        ("WSGIPythonHome", site.python_home),
+        ("WSGIPythonPath", site.python_path),
+    ):
+        if setting is not None:
+            value = setting.value if isinstance(setting.value, str) else ":".join(setting.value)
+            out += ["", f"{label} {value}  ({setting.origin})"]
     if site.restrict_embedded is not None:
         on = "On" if site.restrict_embedded.value else "Off"
         out += ["", f"WSGIRestrictEmbedded {on}  ({site.restrict_embedded.origin})"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +209,34 @@ class HtaccessWatch:
 _Target = SiteMount | StaticMount
 
 
+def _embedded_paths(site: Site) -> None:
+    """WSGIPythonPath, and WSGIPythonHome's packages, first on this process's sys.path
+    (as mod_wsgi: they are embedded mode's; a daemon group has python-path= and
+    python-home=)."""
+    import site as site_module
+    import sys
+
+    folders: list[str] = []
+    if site.python_path is not None:
+        folders += site.python_path.value
+    home = site.python_home
+    if home is not None and os.path.realpath(home.value) != os.path.realpath(sys.prefix):
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        packages = os.path.join(home.value, "lib", version, "site-packages")
+        if not os.path.isdir(packages):
+            raise ConfigError(
+                f"{home.origin}: WSGIPythonHome {home.value}: no lib/{version}/site-packages "
+                f"(the server runs {version})"
+            )
+        folders.append(packages)
+    if not folders:
+        return
+    before = list(sys.path)
+    for folder in folders:
+        site_module.addsitedir(folder)
+    sys.path[:] = [p for p in sys.path if p not in before] + before
+
+
 class SiteRunner:
     """The application runner of a site: picks the mount, and starts and stops the
     applications behind the mounts."""
@@ -224,6 +253,7 @@ class SiteRunner:
         self.watches: dict[str, HtaccessWatch] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="asyncwsgi-htaccess")
         self._initial_stats: dict[tuple[str, str], int] = {}
+        _embedded_paths(site)  # before the embedded mounts' scripts load
         trust = trust_for(config.forwarded_allow_ips)
         self.statics: list[StaticMount] = []
         try:

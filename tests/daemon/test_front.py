@@ -50,6 +50,11 @@ GARBAGE = b"\x00\x00\x00\x00\xff\x00\x00\x00\x00\x01"
 BAD_GATEWAY = ("error", "502 Bad Gateway")
 
 
+def queued(front: Front) -> list[Any]:
+    """The exchanges waiting in the runner's queue, oldest first."""
+    return [exchange for exchange, _ in front.runner.queue]
+
+
 async def until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:
     """Wait until ``predicate()`` is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -339,7 +344,7 @@ async def test_hello_makes_the_link_ready(make_front: Callable[..., Front]) -> N
     daemon = front.add()
     [exchange] = front.submit(b"/early")
     # Not READY yet: the request waits in the front, not on the daemon's socket.
-    assert list(front.runner.queue) == [exchange]
+    assert queued(front) == [exchange]
     assert daemon.sent() == []
 
     daemon.hello(threads=3, request_window=1234)
@@ -427,7 +432,7 @@ async def test_final_response_head_answers_and_frees_the_slot(
     [daemon] = front.start(1)
     first, _, third = front.submit(b"/1", b"/2", b"/3")
     assert [r.path for r in daemon.requests()] == [b"/1", b"/2"]
-    assert list(front.runner.queue) == [third]
+    assert queued(front) == [third]
 
     headers = [("Content-Type", "text/plain")]
     daemon.feed(wire.encode_response_head(1, "200 OK", headers, b"hi", final=True))
@@ -452,7 +457,7 @@ async def test_requests_beyond_the_threads_wait_in_order(
 
     daemon.respond(2)
     assert [r.path for r in daemon.requests()] == [b"/4"]
-    assert list(front.runner.queue) == [fifth]
+    assert queued(front) == [fifth]
     assert gone.events == []
 
     daemon.respond(1)
@@ -819,7 +824,7 @@ async def test_a_lost_connection_fails_the_requests_in_flight(
 ) -> None:
     front = make_front()
     [daemon] = front.start(1)
-    started, waiting, queued = front.submit(b"/1", b"/2", b"/3")
+    started, waiting, third = front.submit(b"/1", b"/2", b"/3")
     daemon.respond(1, b"part", final=False)
 
     daemon.link.connection_lost(None)
@@ -829,8 +834,8 @@ async def test_a_lost_connection_fails_the_requests_in_flight(
     assert not daemon.link.ready and daemon.link.streams == {}
     # No daemon can take the queued request or a new one: they wait for a replacement.
     [new] = front.submit(b"/4")
-    assert list(front.runner.queue) == [queued, new]
-    assert queued.events == [] and new.events == []
+    assert queued(front) == [third, new]
+    assert third.events == [] and new.events == []
 
 
 async def test_garbage_from_a_daemon_kills_it(make_front: Callable[..., Front]) -> None:
@@ -857,7 +862,7 @@ async def test_a_broken_daemon_gets_no_new_request(make_front: Callable[..., Fro
     await until(lambda: daemon.transport.lost)
 
     assert exchange.events == []  # not 502: it never reached a daemon
-    assert list(front.runner.queue) == [exchange]
+    assert queued(front) == [exchange]
 
 
 @pytest.mark.parametrize("final", [True, False], ids=["final", "streamed"])
@@ -961,7 +966,7 @@ async def test_a_silent_daemon_gets_no_new_request_and_is_replaced(
     exchanges = front.submit(b"/1", b"/2", b"/3")
     assert [r.path for r in live.requests()] == [b"/1", b"/2"]
     assert [f for f in stopped.sent() if isinstance(f, wire.Request)] == []
-    assert list(front.runner.queue) == [exchanges[2]]  # waits rather than hang there
+    assert queued(front) == [exchanges[2]]  # waits rather than hang there
 
     # It answers after all (SIGCONT): it takes work again until its replacement is READY.
     stopped.feed(wire.encode_pong(1))
@@ -1126,4 +1131,4 @@ async def test_requests_of_one_tick_share_one_stat(
     await until(lambda: not runner._watch._busy)
     assert runner.stat_calls == 1
     assert restarts == []
-    assert list(runner.queue) == exchanges
+    assert [exchange for exchange, _ in runner.queue] == exchanges

@@ -1018,7 +1018,9 @@ ERRORS = [
     ),
     pytest.param(
         err(
-            "WSGIDaemonProcess g python-path=/x\n" + APP, 1, "option 'python-path' is not supported"
+            "WSGIDaemonProcess g cpu-time-limit=9\n" + APP,
+            1,
+            "option cpu-time-limit=: not supported",
         ),
         id="unknown-daemon-option",
     ),
@@ -1307,9 +1309,9 @@ def test_describe_site_header(tmp_path: Path) -> None:
     assert lines[0] == f"{conf}: syntax OK"
     for line in (
         f"WSGIDaemonProcess shop  ({conf}:2)",
-        "    processes=2",
+        f"    processes=2 ({conf}:2)",
         "    threads=15 (default)",
-        "    display-name='(wsgi:shop)'",
+        f"    display-name='(wsgi:shop)' ({conf}:2)",
         f"WSGIDaemonProcess idle  ({conf}:3)  -- no application uses it; not started",
         "    display-name='asyncwsgi: daemon idle' (default)",
         f"<VirtualHost> www.test on *:80, aliases alias.test  ({conf}:8)",
@@ -1421,7 +1423,8 @@ def test_command_line_daemon_options_and_any_port(tmp_path: Path) -> None:
         ("maximum_requests",),
     )
     shown = describe_site(site, (BindAddress("tcp", host="127.0.0.1", port=80),), DEFAULT)
-    assert "maximum-requests=5 (command line)" in shown and "threads=3\n" in shown
+    assert "maximum-requests=5 (command line)" in shown
+    assert f"threads=3 ({tmp_path / 'site.conf'}:1)\n" in shown
     bind = (BindAddress("tcp", host="127.0.0.1", port=8080),)
     assert unserved(site, bind) == ["127.0.0.1:8080"]
     assert "warning: requests to 127.0.0.1:8080 get 404" in describe_site(site, bind, DEFAULT)

@@ -1,0 +1,137 @@
+"""How a daemon process is started: which interpreter, as whom, where, with what locale.
+
+Rule: imports nothing of the package but ``config`` and ``errors``; no asyncio.
+
+These are mod_wsgi's ``WSGIDaemonProcess`` options ``python-home=`` (the group runs that
+virtual environment's interpreter), ``home=`` (working folder), ``user=``/``group=``
+(only a server started as root can give them), ``umask=``, ``lang=`` and ``locale=``.
+``python-path=`` is the daemon's own business (``process``: it goes first on
+``sys.path``).
+
+A virtual environment's interpreter does not have asyncwsgi: the folders that hold
+asyncwsgi and the packages a daemon process imports are put *after* the environment's
+own on its ``sys.path``, so the environment's packages win. (A package the application
+imports and the environment lacks may then come from the server's environment; install
+the application's packages in its environment, as with mod_wsgi.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from asyncwsgi.config import ProcessSettings
+from asyncwsgi.errors import ConfigError
+
+# Packages of the server's environment a daemon process imports (with asyncwsgi itself).
+_DAEMON_PACKAGES = ("asyncwsgi", "setproctitle", "httptools", "anyio", "sniffio")
+
+
+def interpreter(settings: ProcessSettings) -> str:
+    """The Python a daemon process runs: the server's own, or ``python-home``'s."""
+    home = settings.python_home
+    if not home:
+        return sys.executable
+    for name in ("python3", "python"):
+        path = os.path.join(home, "bin", name)
+        if os.access(path, os.X_OK):
+            return path
+    raise ConfigError(f"python-home={home}: no bin/python3")
+
+
+def server_paths() -> list[str]:
+    """The folders the server imports asyncwsgi and a daemon's packages from."""
+    found: list[str] = []
+    for name in _DAEMON_PACKAGES:
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(file)))
+        if folder not in found:
+            found.append(folder)
+    return found
+
+
+def check(settings: ProcessSettings, label: str) -> None:
+    """Before the first process starts: ``ConfigError`` for options this server cannot
+    honour (``user=`` without root, a ``python-home`` of another Python version)."""
+    uid, gid = _ids(settings)
+    if os.geteuid() != 0 and (
+        (uid >= 0 and uid != os.geteuid()) or (gid >= 0 and gid != os.getegid())
+    ):
+        given = " ".join(
+            f"{key}={value}"
+            for key, value in (("user", settings.run_user), ("group", settings.run_group))
+            if value
+        )
+        raise ConfigError(f"{label}: {given} needs the server started as root")
+    if settings.python_home:
+        python = interpreter(settings)
+        try:
+            answer = subprocess.run(
+                [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigError(f"{label}: python-home={settings.python_home}: {exc}") from None
+        ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if answer != ours:
+            raise ConfigError(
+                f"{label}: python-home={settings.python_home} is Python {answer}; the "
+                f"server runs Python {ours}, and a daemon process runs the server's code"
+            )
+
+
+def _ids(settings: ProcessSettings) -> tuple[int, int]:
+    """(uid, gid) the options name; -1 where not given. The group defaults to the user's."""
+    import grp
+    import pwd
+
+    uid = gid = -1
+    if settings.run_user:
+        user = settings.run_user
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if settings.run_group:
+        group = settings.run_group
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def popen_options(settings: ProcessSettings) -> dict[str, Any]:
+    """``subprocess.Popen`` keywords for the options: cwd, env, user, group, umask."""
+    options: dict[str, Any] = {}
+    if settings.home:
+        options["cwd"] = settings.home
+    env = dict(os.environ)
+    if settings.lang:
+        env["LANG"] = settings.lang
+    if settings.locale:
+        env["LC_ALL"] = settings.locale
+    uid, gid = _ids(settings)
+    if uid >= 0 and uid != os.geteuid():
+        import pwd
+
+        entry = pwd.getpwuid(uid)
+        options["user"] = uid
+        options["extra_groups"] = os.getgrouplist(entry.pw_name, gid if gid >= 0 else entry.pw_gid)
+        env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+        if not settings.home:
+            options["cwd"] = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
+    if gid >= 0 and gid != os.getegid():
+        options["group"] = gid
+    if settings.umask:
+        options["umask"] = int(settings.umask, 8)
+    options["env"] = env
+    return options
