@@ -117,3 +117,58 @@ def test_restrict_embedded_answers_500_and_pass_authorization_passes(tmp_path: P
     log = server.stderr()
     assert "WSGIRestrictEmbedded On" in log and "its requests get 500" in log
     assert "WSGIPassAuthorization accepted, no effect" in log
+
+
+PATHS_APP = """\
+import json, sys
+
+def application(environ, start_response):
+    import from_venv, from_python_path
+    body = json.dumps([sys.prefix, from_venv.WHERE, from_python_path.WHERE])
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body.encode()]
+"""
+
+
+def test_python_home_and_path_for_embedded_mounts_and_groups(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (venv / "lib" / version / "site-packages" / "from_venv.py").write_text("WHERE = 'venv'\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "from_python_path.py").write_text("WHERE = 'server path'\n")
+    (tmp_path / "paths.wsgi").write_text(PATHS_APP)
+    site_file(
+        tmp_path,
+        f"Listen 127.0.0.1:0\nWSGIPythonHome {venv}\nWSGIPythonPath {lib}\n"
+        f"WSGIDaemonProcess g python-path={lib}\n"
+        "WSGIScriptAlias /embedded paths.wsgi\n"
+        "WSGIScriptAlias /daemon paths.wsgi process-group=g\n"
+        "WSGIImportScript paths.wsgi process-group=g application-group=%{{GLOBAL}}\n",
+    )
+    server = ServerProcess(["--config", "site.conf", "--no-access-log"], tmp_path).wait_ready(30)
+    try:
+        embedded = httpx.get(server.url + "/embedded", timeout=10).json()
+        daemon = httpx.get(server.url + "/daemon", timeout=10).json()
+    finally:
+        server.stop()
+    # Embedded: the server's interpreter, with the environment's packages and the path.
+    assert embedded[1:] == ["venv", "server path"] and embedded[0] != str(venv)
+    # The group has no python-home= of its own: WSGIPythonHome's interpreter runs it.
+    assert daemon == [str(venv), "venv", "server path"]
+    assert "WSGIImportScript accepted (every mounted script is loaded" in server.stderr()
+
+
+def test_import_script_of_no_mount_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "other.wsgi").write_text(AUTH_APP)
+    conf = site_file(
+        tmp_path,
+        "WSGIDaemonProcess g\nWSGIScriptAlias / {hello} process-group=g\n"
+        "WSGIImportScript other.wsgi process-group=g\n",
+    )
+    with pytest.raises(ConfigFileError, match=r"site.conf:3: WSGIImportScript: .* is not the"):
+        read_site(conf)
