@@ -326,6 +326,8 @@ def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
     for name, script in (("www", "site"), ("shop", "shop"), ("docs", "docs")):
         (srv / name).mkdir(parents=True)
         write_script(srv / name / f"{script}.wsgi", name, "v1")
+    (srv / "www" / "static").mkdir()
+    (srv / "www" / "static" / "site.css").write_text("body{}")
     (tmp_path / "site.conf").write_text(
         # A free port instead of 80, so the virtual hosts take any port.
         text.replace("/srv/", f"{srv}/")
@@ -335,10 +337,16 @@ def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "--config", "site.conf", "--check-config")
     assert result.returncode == 0, result.stderr
     docs = result.stdout[result.stdout.index("<VirtualHost> docs.example.com") :]
-    assert ["WSGIScriptReloading", "Off", "site.conf:19"] in [
+    lines = text.splitlines()
+    off = lines.index("        WSGIScriptReloading Off") + 1
+    assert ["WSGIScriptReloading", "Off", f"site.conf:{off}"] in [
         line.split() for line in docs.splitlines()
     ]
-    assert "WSGIDaemonProcess shop  (site.conf:3)" in result.stdout
+    group = next(i for i, line in enumerate(lines, 1) if line.startswith("WSGIDaemonProcess"))
+    assert f"WSGIDaemonProcess shop  (site.conf:{group})" in result.stdout
+    # Apache's own lines are read and ignored, with a notice each.
+    assert "notice: LoadModule ignored" in result.stdout
+    assert "notice: <Files> ignored" in result.stdout
     # And it serves: the Host header picks the virtual host, the path the mount.
     server = ServerProcess(
         ["--config", "site.conf", "--no-access-log", "--control-socket", "none"], tmp_path
@@ -351,6 +359,8 @@ def test_the_readme_migration_example_is_a_valid_site(tmp_path: Path) -> None:
                 ("docs.example.com", "/shop/x", "docs"),
             ):
                 assert client.get(path, headers={"Host": host}).text.split()[0] == name
+            css = client.get("/static/site.css", headers={"Host": "www.example.com"})
+            assert css.text == "body{}"
     finally:
         server.stop()
 
