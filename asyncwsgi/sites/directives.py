@@ -137,6 +137,8 @@ def _options(d: Directive, words: list[str]) -> dict[str, str]:
         key = key.lower()
         if key in options:
             raise d.error(f"{d.name}: option {key} given twice")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]  # lang='en_US.UTF-8', as mod_wsgi's documentation writes it
         options[key] = value
     return options
 
