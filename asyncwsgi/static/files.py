@@ -15,6 +15,7 @@ and ``Range`` (one range of bytes is served as 206; several ranges get the whole
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import stat
@@ -41,20 +42,33 @@ class Found:
 
     @property
     def last_modified(self) -> str:
-        return formatdate(self.mtime_ns // 1_000_000_000, usegmt=True)
+        return _http_date(self.mtime_ns // 1_000_000_000)
 
     @property
     def content_type(self) -> str:
-        kind, encoding = mimetypes.guess_type(self.path, strict=False)
-        if encoding is not None:  # a .gz: what it is, not what it holds
-            return {"gzip": "application/gzip", "bzip2": "application/x-bzip2"}.get(
-                encoding, "application/octet-stream"
-            )
-        if kind is None:
-            return "application/octet-stream"
-        if kind.startswith(_TEXT_TYPES):
-            return f"{kind}; charset=utf-8"
-        return kind
+        name = os.path.basename(self.path)
+        dot = name.find(".", 1)  # every suffix: "a.tar.gz" is a gzip, ".bashrc" none
+        return _content_type(name[dot:].lower() if dot > 0 else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type(suffixes: str) -> str:
+    """The Content-Type for a file name's suffixes (".css", ".tar.gz", "")."""
+    kind, encoding = mimetypes.guess_type("file" + suffixes, strict=False)
+    if encoding is not None:  # a .gz: what it is, not what it holds
+        return {"gzip": "application/gzip", "bzip2": "application/x-bzip2"}.get(
+            encoding, "application/octet-stream"
+        )
+    if kind is None:
+        return "application/octet-stream"
+    if kind.startswith(_TEXT_TYPES):
+        return f"{kind}; charset=utf-8"
+    return kind
 
 
 def locate(folder: str, rest: str, *, exact_file: bool = False) -> Found | str:

@@ -2,9 +2,11 @@
 that puts ``--static`` mounts in front of an application.
 
 Rule: imports nothing of the package but ``errors``, ``core``, ``wsgi`` and this
-package's ``files``. The event loop hands each request to a worker thread, which opens
-the file, answers the head and sends the body with ``os.sendfile`` (the same path as
-``wsgi.file_wrapper``), so a slow disk or a slow client never holds the loop.
+package's ``files``. The event loop decides the answer (the file's ``stat``, the
+conditions, the range); a small file (up to :data:`SMALL_FILE`), a ``HEAD`` and every
+answer without a body go out from the loop at once, and a larger file from a worker
+thread with ``os.sendfile`` (the same path as ``wsgi.file_wrapper``), so a slow client of
+a large file never holds the loop.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def check_folder(url: str, folder: str, where: str) -> tuple[str, str, bool]:
     return path, real, is_file
 
 
+# Files up to this size are read and answered on the event loop (from the page cache, as
+# nginx reads them): no hand-off to a thread, whose GIL hand-offs would cost more than
+# the read. Larger ones go out from a worker thread with os.sendfile.
+SMALL_FILE = 64 * 1024
+
+
 class StaticMount:
     """The files of one folder (or one file) at a URL path."""
 
@@ -70,31 +78,31 @@ class StaticMount:
     def submit(self, exchange: ServerExchange) -> None:
         self.requests += 1
         exchange.script_name = self.path
-        self.pool.submit(self._serve, exchange, None)
-
-    # Worker thread.
-    def _serve(self, exchange: Exchange, _: object) -> None:
         try:
-            self.serve(exchange)
-        except ClientDisconnected:
-            pass
+            answer = self.decide(exchange)
+            if isinstance(answer, _File):
+                if exchange.method == "HEAD" or answer.count <= SMALL_FILE:
+                    self._send_small(exchange, answer)
+                else:
+                    self.pool.submit(self._serve_large, exchange, answer)
+                return
+            status, headers, body = answer
+            exchange.loop_respond(status, headers, body, final=True)
         except Exception:
             logger.exception("error serving a static file below %s", self.folder)
-            exchange.send_error("500 Internal Server Error", b"Internal Server Error\n")
+            exchange.loop_send_error("500 Internal Server Error", b"Internal Server Error\n")
 
-    def serve(self, exchange: Exchange) -> None:
+    def decide(self, exchange: ServerExchange) -> _File | tuple[str, list[tuple[str, str]], bytes]:
+        """What to answer: a file (or part of one) to send, or a whole small answer."""
         if exchange.method not in ("GET", "HEAD"):
-            self._error(exchange, "405 Method Not Allowed", _ALLOW)
-            return
+            return _error("405 Method Not Allowed", _ALLOW)
         raw = exchange.path
         if b"%2f" in raw.lower():
-            self._error(exchange, "404 Not Found")  # an encoded slash separates nothing
-            return
+            return _error("404 Not Found")  # an encoded slash separates nothing
         rest = decode_path(raw)[len(self.path) :]
         found = locate(self.folder, rest, exact_file=self.is_file)
         if isinstance(found, str):
-            self._error(exchange, found)
-            return
+            return _error(found)
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1").strip()
             for name, value in exchange.headers
@@ -103,50 +111,78 @@ class StaticMount:
         status = condition(found, headers, exchange.method)
         if status is not None:
             if status.startswith("304"):
-                exchange.respond(status, validators, b"", final=True)
-            else:
-                self._error(exchange, status)
-            return
-        self._send(exchange, found, byte_range(found, headers), validators)
-
-    def _send(
-        self,
-        exchange: Exchange,
-        found: Found,
-        wanted: tuple[int, int] | str | None,
-        validators: list[tuple[str, str]],
-    ) -> None:
+                return status, validators, b""
+            return _error(status)
+        wanted = byte_range(found, headers)
         if wanted == "416":
-            range_header = [("Content-Range", f"bytes */{found.size}")]
-            self._error(exchange, "416 Range Not Satisfiable", range_header)
-            return
-        try:
-            file = open(found.path, "rb")  # noqa: SIM115 -- closed below, after the send
-        except OSError:
-            self._error(exchange, "404 Not Found")
-            return
-        with file:
-            headers = [
-                ("Content-Type", found.content_type),
-                *validators,
-                ("Accept-Ranges", "bytes"),
-            ]
-            if isinstance(wanted, tuple):
-                first, count = wanted
-                status = "206 Partial Content"
-                last = first + count - 1
-                headers.append(("Content-Range", f"bytes {first}-{last}/{found.size}"))
-            else:
-                first, count, status = 0, found.size, "200 OK"
-            headers.append(("Content-Length", str(count)))
-            exchange.respond(status, headers, b"", final=False, body_length=count)
-            exchange.sendfile(file, first, count)
+            return _error("416 Range Not Satisfiable", [("Content-Range", f"bytes */{found.size}")])
+        head = [("Content-Type", found.content_type), *validators, ("Accept-Ranges", "bytes")]
+        if isinstance(wanted, tuple):
+            first, count = wanted
+            head.append(("Content-Range", f"bytes {first}-{first + count - 1}/{found.size}"))
+            status = "206 Partial Content"
+        else:
+            first, count, status = 0, found.size, "200 OK"
+        head.append(("Content-Length", str(count)))
+        return _File(found, status, head, first, count)
 
-    @staticmethod
-    def _error(exchange: Exchange, status: str, extra: Sequence[tuple[str, str]] = ()) -> None:
-        body = _MESSAGES.get(status[:3], b"")
-        headers = [_PLAIN, *extra, ("Content-Length", str(len(body)))]
-        exchange.respond(status, headers, body, final=True)
+    def _send_small(self, exchange: ServerExchange, file: _File) -> None:
+        data = b""
+        if exchange.method != "HEAD" and file.count:
+            try:
+                with open(file.found.path, "rb") as f:
+                    f.seek(file.first)
+                    data = f.read(file.count)
+            except OSError:
+                status, headers, body = _error("404 Not Found")
+                exchange.loop_respond(status, headers, body, final=True)
+                return
+            if len(data) != file.count:  # it changed under us: say so rather than lie
+                exchange.loop_send_error("500 Internal Server Error", b"file changed\n")
+                return
+        exchange.loop_respond(file.status, file.headers, data, final=True, body_length=file.count)
+
+    # Worker thread.
+    def _serve_large(self, exchange: Exchange, file: _File) -> None:
+        try:
+            try:
+                handle = open(file.found.path, "rb")  # noqa: SIM115 -- closed just below
+            except OSError:
+                status, headers, body = _error("404 Not Found")
+                exchange.respond(status, headers, body, final=True)
+                return
+            with handle:
+                exchange.respond(
+                    file.status, file.headers, b"", final=False, body_length=file.count
+                )
+                exchange.sendfile(handle, file.first, file.count)
+        except ClientDisconnected:
+            pass
+        except Exception:
+            logger.exception("error serving a static file below %s", self.folder)
+            exchange.send_error("500 Internal Server Error", b"Internal Server Error\n")
+
+
+class _File:
+    """A file, or the part of it a Range asked for, to send with its head."""
+
+    __slots__ = ("count", "first", "found", "headers", "status")
+
+    def __init__(
+        self, found: Found, status: str, headers: list[tuple[str, str]], first: int, count: int
+    ) -> None:
+        self.found = found
+        self.status = status
+        self.headers = headers
+        self.first = first
+        self.count = count
+
+
+def _error(
+    status: str, extra: Sequence[tuple[str, str]] = ()
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    body = _MESSAGES.get(status[:3], b"")
+    return status, [_PLAIN, *extra, ("Content-Length", str(len(body)))], body
 
 
 # --------------------------------------------------------------------------------------
