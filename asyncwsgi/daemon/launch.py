@@ -18,7 +18,6 @@ the application's packages in its environment, as with mod_wsgi.)
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -74,23 +73,34 @@ def check(settings: ProcessSettings, label: str) -> None:
         )
         raise ConfigError(f"{label}: {given} needs the server started as root")
     if settings.python_home:
-        python = interpreter(settings)
-        try:
-            answer = subprocess.run(
-                [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ConfigError(f"{label}: python-home={settings.python_home}: {exc}") from None
+        theirs = home_version(settings.python_home)
         ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        if answer != ours:
+        if theirs != ours:
             raise ConfigError(
-                f"{label}: python-home={settings.python_home} is Python {answer}; the "
-                f"server runs Python {ours}, and a daemon process runs the server's code"
+                f"{label}: python-home={settings.python_home} is Python {theirs or '(unknown)'}"
+                f"; the server runs Python {ours}, and a daemon process runs the server's code"
             )
+
+
+def home_version(home: str) -> str:
+    """The Python version ("3.11") of a virtual environment or installation, read from
+    its files: ``pyvenv.cfg``'s ``version``, else its ``lib/pythonX.Y`` folder. The
+    interpreter is not run: as root, that would run its start-up code (``.pth`` files)
+    as root, and whoever owns the environment could put anything there."""
+    try:
+        with open(os.path.join(home, "pyvenv.cfg"), encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip().lower() in ("version", "version_info"):
+                    return ".".join(value.strip().split(".")[:2])
+    except OSError:
+        pass
+    try:
+        names = os.listdir(os.path.join(home, "lib"))
+    except OSError:
+        return ""
+    found = sorted(n[6:] for n in names if n.startswith("python") and n[6:7].isdigit())
+    return found[-1] if len(found) == 1 else ""
 
 
 def _ids(settings: ProcessSettings) -> tuple[int, int]:
@@ -101,8 +111,13 @@ def _ids(settings: ProcessSettings) -> tuple[int, int]:
     uid = gid = -1
     if settings.run_user:
         user = settings.run_user
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        uid, gid = entry.pw_uid, entry.pw_gid
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        except KeyError:
+            if not user.isdigit():
+                raise ConfigError(f"user={user}: no such user") from None
+            uid = int(user)  # a uid with no passwd entry: no group of its own
     if settings.run_group:
         group = settings.run_group
         gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
@@ -123,12 +138,19 @@ def popen_options(settings: ProcessSettings) -> dict[str, Any]:
     if uid >= 0 and uid != os.geteuid():
         import pwd
 
-        entry = pwd.getpwuid(uid)
         options["user"] = uid
-        options["extra_groups"] = os.getgrouplist(entry.pw_name, gid if gid >= 0 else entry.pw_gid)
-        env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
-        if not settings.home:
-            options["cwd"] = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:  # a bare uid: no supplementary groups, no home
+            options["extra_groups"] = [gid] if gid >= 0 else []
+            if not settings.home:
+                options["cwd"] = "/"
+        else:
+            groups = os.getgrouplist(entry.pw_name, gid if gid >= 0 else entry.pw_gid)
+            options["extra_groups"] = groups
+            env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+            if not settings.home:
+                options["cwd"] = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
     if gid >= 0 and gid != os.getegid():
         options["group"] = gid
     if settings.umask:

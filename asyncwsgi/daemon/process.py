@@ -435,23 +435,40 @@ class DaemonSpec:
             raise ValueError(f"log_level {self.log_level!r} is not one of {config.LOG_LEVELS}")
 
 
-# How another interpreter (python-home=) starts a daemon: the server's folders for
-# asyncwsgi and its packages go after the interpreter's own (daemon/launch.py).
-_BOOT = (
-    "import sys, json; sys.path += json.loads(sys.argv.pop(1)); "
-    "from asyncwsgi.daemon.process import main; raise SystemExit(main())"
-)
+# How a daemon process starts. The working folder is not on sys.path (mod_wsgi's daemons
+# do not import from it: an application's json.py must not hide the standard library's),
+# and the server's folders for asyncwsgi and its packages come after the interpreter's
+# own (a python-home= environment's packages win; daemon/launch.py). An environment with
+# an asyncwsgi of its own would run another version of the front's protocol: refused.
+_BOOT = """\
+import sys
+del sys.path[0]
+import json, os
+paths = json.loads(sys.argv.pop(1))
+sys.path += [p for p in paths if p not in sys.path]
+import asyncwsgi
+found = os.path.dirname(os.path.dirname(os.path.abspath(asyncwsgi.__file__)))
+if paths and found != paths[0]:
+    raise SystemExit(f"asyncwsgi daemon: this interpreter imports asyncwsgi from {found}, "
+                     f"not the server's from {paths[0]}; remove it from that environment")
+from asyncwsgi.daemon.process import main
+raise SystemExit(main())
+"""
 
 
 def command(
     spec: DaemonSpec, python: str | None = None, server_paths: Sequence[str] = ()
 ) -> list[str]:
     """The argv that starts a daemon process: the spec as one JSON argument. ``python``:
-    an interpreter other than the server's, given ``server_paths`` to import from."""
-    text = json.dumps(asdict(spec))
-    if python is None or python == sys.executable:
-        return [sys.executable, "-m", "asyncwsgi.daemon.process", text]
-    return [python, "-c", _BOOT, json.dumps(list(server_paths)), text]
+    the interpreter (default: the server's); ``server_paths``: where the server imports
+    asyncwsgi (first) and the packages a daemon needs from."""
+    return [
+        python or sys.executable,
+        "-c",
+        _BOOT,
+        json.dumps(list(server_paths)),
+        json.dumps(asdict(spec)),
+    ]
 
 
 def read_spec(argv: Sequence[str]) -> DaemonSpec:

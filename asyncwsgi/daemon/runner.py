@@ -271,12 +271,17 @@ class DaemonRunner:
         answer(exchange, "503 Service Unavailable")
 
     def _expire_queue(self) -> None:
-        """queue-timeout: requests that waited too long get 503 (oldest first)."""
+        """queue-timeout: requests that waited too long get 503. The whole queue is
+        looked at: a retried request goes back to the front with a new time."""
         limit = time.monotonic() - self.queue_timeout
         queue = self.queue
-        while queue and queue[0][1] < limit:
-            exchange, _ = queue.popleft()
-            if not exchange.disconnected:
+        if not any(since < limit for _, since in queue):
+            return
+        self.queue = deque()
+        for exchange, since in queue:
+            if since >= limit:
+                self.queue.append((exchange, since))
+            elif not exchange.disconnected:
                 self._queue_timed_out(exchange)
 
     def _pick(self) -> DaemonLink | None:
@@ -443,7 +448,9 @@ class DaemonRunner:
                 child, f"no request for {self.inactivity_timeout:g} s (inactivity-timeout)"
             )
             return
-        if not (self.memory_limit or self.virtual_memory_limit):
+        # A process is judged once it served a request: a limit below what a fresh
+        # process needs would otherwise replace one every second, forever.
+        if not (self.memory_limit or self.virtual_memory_limit) or not child.requests:
             return
         resident, virtual = _memory(child.pid)
         if self.memory_limit and resident > self.memory_limit:

@@ -101,8 +101,9 @@ def test_python_home_python_path_home_and_locale(
 def test_a_python_home_of_another_version_is_an_error(tmp_path: Path) -> None:
     fake = tmp_path / "old" / "bin"
     fake.mkdir(parents=True)
-    (fake / "python3").write_text("#!/bin/sh\necho 2.7\n")
+    (fake / "python3").write_text("#!/bin/sh\ntouch ran\n")
     (fake / "python3").chmod(0o755)
+    (tmp_path / "old" / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 2.7.18\n")
     (tmp_path / "app.wsgi").write_text(APP)
     (tmp_path / "site.conf").write_text(
         f"WSGIDaemonProcess g python-home={tmp_path / 'old'}\n"
@@ -112,6 +113,7 @@ def test_a_python_home_of_another_version_is_an_error(tmp_path: Path) -> None:
     assert server.proc.wait(30) == 2
     server.stop()
     assert "python-home=" in server.stderr() and "is Python 2.7" in server.stderr()
+    assert not (tmp_path / "ran").exists(), "the interpreter is not run to learn its version"
 
 
 def test_user_without_root_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -437,10 +437,33 @@ def wait_for_file(path: Path, timeout: float = TIMEOUT) -> None:
 def test_command_line_round_trips() -> None:
     spec = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="/srv/app.wsgi")
     argv = command(spec)
-    assert argv[1:3] == ["-m", "asyncwsgi.daemon.process"]
-    assert read_spec(argv[3:]) == spec
+    assert argv[0] == sys.executable and argv[1] == "-c" and argv[3] == "[]"
+    assert read_spec(argv[4:]) == spec
     other = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="m:a", multiprocess=False)
-    assert read_spec(command(other)[3:]) == other
+    assert read_spec(command(other, "/venv/bin/python3", ["/srv"])[4:]) == other
+
+
+def test_the_working_folder_is_not_on_the_daemons_path(tmp_path: Path) -> None:
+    # An application's json.py must not hide the standard library's (mod_wsgi's daemons
+    # do not import from their working folder either).
+    (tmp_path / "json.py").write_text("raise RuntimeError('the working folder was imported')")
+    argv = command(DaemonSpec(fd=7, group="g", generation=1, threads=1, app="m:a"))
+    argv[2] = argv[2].replace("from asyncwsgi.daemon.process import main", "main = lambda: 0")
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_another_asyncwsgi_in_the_interpreters_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere" / "asyncwsgi").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "asyncwsgi" / "__init__.py").write_text("")
+    argv = command(
+        DaemonSpec(fd=7, group="g", generation=1, threads=1, app="m:a"),
+        server_paths=[str(tmp_path / "server")],
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "elsewhere")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 1
+    assert "not the server's from" in done.stderr
 
 
 @pytest.mark.parametrize(
