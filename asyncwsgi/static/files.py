@@ -77,33 +77,49 @@ def locate(folder: str, rest: str, *, exact_file: bool = False) -> Found | str:
 
     ``exact_file``: ``folder`` is one file, served for the mount path alone."""
     if exact_file:
-        if rest not in ("", "/"):
-            return NOT_FOUND
-        target = folder
+        if rest:
+            return NOT_FOUND  # the file's own path only, not "/robots.txt/"
+        real = os.path.realpath(folder)
     else:
         if "\0" in rest:
             return BAD_REQUEST
         segments = rest.split("/")[1:] if rest else []
         if segments and segments[-1] == "":
-            segments.pop()  # a trailing slash: a folder, which is not listed
-            if not segments:
-                return NOT_FOUND
+            return NOT_FOUND  # a trailing slash names a folder, and folders are not listed
         if any(s in ("", ".", "..") for s in segments):
             return BAD_REQUEST
         if not segments:
             return NOT_FOUND
+        # The folder as it is now (a "current -> release-N" symlink may have moved).
+        root = os.path.realpath(folder)
         names = [os.fsdecode(s.encode("latin-1")) for s in segments]
-        target = os.path.join(folder, *names)
-        real = os.path.realpath(target)
-        if real != folder and not real.startswith(folder.rstrip(os.sep) + os.sep):
+        real = os.path.realpath(os.path.join(root, *names))
+        if not real.startswith(root.rstrip(os.sep) + os.sep):
             return NOT_FOUND  # a symlink out of the folder
     try:
-        info = os.stat(target)
+        info = os.stat(real)
     except (OSError, ValueError):
         return NOT_FOUND
     if not stat.S_ISREG(info.st_mode):
         return NOT_FOUND  # folders are not listed; devices and pipes are not served
-    return Found(target, info.st_size, info.st_mtime_ns)
+    return Found(real, info.st_size, info.st_mtime_ns)
+
+
+def open_found(found: Found) -> int:
+    """A descriptor of the file :func:`locate` found, or -1 when it is no longer that
+    regular file (swapped for a symlink, a pipe or a folder since): opened without
+    following a final symlink and without blocking, then checked."""
+    try:
+        fd = os.open(found.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return -1
 
 
 # --------------------------------------------------------------------------------------
@@ -174,8 +190,8 @@ def byte_range(found: Found, headers: dict[str, str]) -> tuple[int, int] | str |
     if not dash:
         return None
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not all(t.isascii() and t.isdigit() for t in (first_text, last_text) if t):
-        return None
+    if not all(t.isascii() and t.isdigit() and len(t) <= 19 for t in (first_text, last_text) if t):
+        return None  # (19 digits: any file size; a longer number is no range of this file)
     size = found.size
     if not first_text:  # the last N bytes
         if not last_text:

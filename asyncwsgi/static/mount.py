@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from asyncwsgi.core.exchange import Exchange, ServerExchange
 from asyncwsgi.errors import ClientDisconnected, ConfigError
-from asyncwsgi.static.files import Found, byte_range, condition, locate
+from asyncwsgi.static.files import Found, byte_range, condition, locate, open_found
 from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
 
@@ -38,21 +38,23 @@ STATIC_MAX_THREADS = 64  # ... this many while clients are slow to take the byte
 
 
 def check_folder(url: str, folder: str, where: str) -> tuple[str, str, bool]:
-    """(the mount path without a trailing slash, the real folder or file, whether it
-    is one file); ``ConfigError`` naming ``where`` when it cannot be served."""
+    """(the mount path without a trailing slash, the folder or file as an absolute path,
+    whether it is one file); ``ConfigError`` naming ``where`` when it cannot be served."""
     if not url.startswith("/"):
         raise ConfigError(f"{where}: the URL path {url!r} must start with '/'")
-    real = os.path.realpath(folder)
-    if os.path.isdir(real):
+    absolute = os.path.abspath(folder)
+    if os.path.isdir(absolute):
         is_file = False
-    elif os.path.isfile(real):
+    elif os.path.isfile(absolute):
         is_file = True
     else:
         raise ConfigError(f"{where}: {folder!r} is not a folder or a file")
-    if not os.access(real, os.R_OK):
+    if not os.access(absolute, os.R_OK):
         raise ConfigError(f"{where}: {folder!r} cannot be read by this user")
     path = url.rstrip("/").encode("utf-8").decode("latin-1")
-    return path, real, is_file
+    # Kept as given (made absolute): a symlink in it is followed anew on each request,
+    # as Apache does, so "static -> release-N/static" can move under a running server.
+    return path, absolute, is_file
 
 
 # Files up to this size are read and answered on the event loop (from the page cache, as
@@ -66,7 +68,7 @@ class StaticMount:
 
     def __init__(self, path: str, folder: str, pool: ThreadPool, *, is_file: bool = False):
         self.path = path  # PEP 3333 text, no trailing slash ("" for "/")
-        self.folder = folder  # real path
+        self.folder = folder  # absolute; its symlinks are followed on each request
         self.is_file = is_file
         self.pool = pool
         self.requests = 0
@@ -113,7 +115,8 @@ class StaticMount:
             if status.startswith("304"):
                 return status, validators, b""
             return _error(status)
-        wanted = byte_range(found, headers)
+        # Ranges are for GET (RFC 9110, 14.2): a HEAD gets the whole file's head.
+        wanted = byte_range(found, headers) if exchange.method == "GET" else None
         if wanted == "416":
             return _error("416 Range Not Satisfiable", [("Content-Range", f"bytes */{found.size}")])
         head = [("Content-Type", found.content_type), *validators, ("Accept-Ranges", "bytes")]
@@ -129,14 +132,15 @@ class StaticMount:
     def _send_small(self, exchange: ServerExchange, file: _File) -> None:
         data = b""
         if exchange.method != "HEAD" and file.count:
-            try:
-                with open(file.found.path, "rb") as f:
-                    f.seek(file.first)
-                    data = f.read(file.count)
-            except OSError:
+            fd = open_found(file.found)
+            if fd < 0:
                 status, headers, body = _error("404 Not Found")
                 exchange.loop_respond(status, headers, body, final=True)
                 return
+            try:
+                data = os.pread(fd, file.count, file.first)
+            finally:
+                os.close(fd)
             if len(data) != file.count:  # it changed under us: say so rather than lie
                 exchange.loop_send_error("500 Internal Server Error", b"file changed\n")
                 return
@@ -145,13 +149,12 @@ class StaticMount:
     # Worker thread.
     def _serve_large(self, exchange: Exchange, file: _File) -> None:
         try:
-            try:
-                handle = open(file.found.path, "rb")  # noqa: SIM115 -- closed just below
-            except OSError:
+            fd = open_found(file.found)
+            if fd < 0:
                 status, headers, body = _error("404 Not Found")
                 exchange.respond(status, headers, body, final=True)
                 return
-            with handle:
+            with open(fd, "rb") as handle:
                 exchange.respond(
                     file.status, file.headers, b"", final=False, body_length=file.count
                 )

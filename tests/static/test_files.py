@@ -43,6 +43,7 @@ def test_a_file_below_the_folder_is_found(folder: str) -> None:
         ("/out.txt", NOT_FOUND),  # a symlink out of the folder
         ("/css", NOT_FOUND),  # folders are not listed
         ("/css/", NOT_FOUND),
+        ("/css/site.css/", NOT_FOUND),  # a trailing slash after a file: no second URL
         ("", NOT_FOUND),
         ("/", NOT_FOUND),
         ("/nothing", NOT_FOUND),
@@ -62,6 +63,21 @@ def test_one_file_is_served_for_its_path_alone(folder: str) -> None:
     path = os.path.join(folder, "css", "site.css")
     assert isinstance(locate(path, "", exact_file=True), Found)
     assert locate(path, "/more", exact_file=True) == NOT_FOUND
+    assert locate(path, "/", exact_file=True) == NOT_FOUND
+
+
+def test_a_symlinked_folder_is_followed_anew_on_each_request(tmp_path: Path) -> None:
+    for release in ("one", "two"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "v.txt").write_text(release)
+    current = tmp_path / "current"
+    current.symlink_to("one")
+    first = locate(str(current), "/v.txt")
+    assert isinstance(first, Found) and Path(first.path).read_text() == "one"
+    current.unlink()
+    current.symlink_to("two")  # a deploy moves the link
+    second = locate(str(current), "/v.txt")
+    assert isinstance(second, Found) and Path(second.path).read_text() == "two"
 
 
 FILE = Found("/x/a.bin", 1000, 1_700_000_000_123_456_789)
@@ -111,6 +127,7 @@ def test_conditions(headers: dict[str, str], method: str, expected: str | None) 
         ({"range": "items=0-1"}, None),
         ({"range": "bytes=a-b"}, None),
         ({"range": "bytes=+1-2"}, None),
+        ({"range": "bytes=0-" + "9" * 5000}, None),  # no int() of 5000 digits (a 500)
         ({"range": "bytes=0-9", "if-range": FILE.etag}, (0, 10)),
         ({"range": "bytes=0-9", "if-range": '"old"'}, None),
         ({"range": "bytes=0-9", "if-range": http_date(SECONDS)}, (0, 10)),

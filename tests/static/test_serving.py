@@ -87,6 +87,10 @@ def test_ranges_and_head(server: Any) -> None:
         head = client.head("/static/big.bin")
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(BIG))
+        # Ranges are for GET: a HEAD with one gets the whole file's head.
+        ranged_head = client.head("/static/big.bin", headers={"Range": "bytes=0-9"})
+        assert ranged_head.status_code == 200
+        assert ranged_head.headers["content-length"] == str(len(BIG))
         # The connection is still good after a HEAD and a range.
         assert client.get("/static/css/site.css").status_code == 200
         assert client.post("/static/css/site.css").status_code == 405
@@ -103,6 +107,7 @@ def test_ranges_and_head(server: Any) -> None:
         (b"/static/out.txt", b"404"),  # a symlink out of the folder
         (b"/static/css/", b"404"),  # no folder listing
         (b"/static/", b"404"),
+        (b"/static/css/site.css/", b"404"),
         (b"/static/%00", b"400"),
     ],
 )
