@@ -43,7 +43,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "MaxRequestsPerChild MinSpareThreads MaxSpareThreads ThreadStackSize "
         "ListenBacklog AsyncRequestWorkerFactor GracefulShutdownTimeout"
     ),
-    "mod_unixd": ("User", "Group", "ChrootDir"),
+    "mod_unixd": ("ChrootDir",),
     "mod_log_config": ("CustomLog", "LogFormat", "TransferLog", "BufferedLogs"),
     "mod_logio": ("LogIOTrackTTFB",),
     "mod_mime": ("AddType", "AddHandler", "AddEncoding", "AddCharset", "TypesConfig"),

@@ -17,7 +17,6 @@ in increasing precedence (docs/DESIGN.md, "Sites").
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import ipaddress
 import os
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 
 from asyncwsgi.config import ProcessSettings
 from asyncwsgi.errors import ConfigError, ConfigFileError
-from asyncwsgi.settings import BindAddress, Folders, parse_bind, python_home, table
+from asyncwsgi.settings import BindAddress, parse_bind, table
 from asyncwsgi.sites.apache import DAEMON_ACCEPTED, DAEMON_REFUSED, Notices
 from asyncwsgi.sites.model import (
     COMMAND_LINE,
@@ -40,14 +39,18 @@ from asyncwsgi.sites.model import (
     StaticAlias,
     VirtualHost,
 )
+from asyncwsgi.sites.serverwide import SERVER_WIDE, ServerWide
 from asyncwsgi.sites.syntax import Directive, ifmodule_holds, parse_text, read_file
+from asyncwsgi.sites.values import DIRECTORY, HTACCESS_CONTEXT, SERVER, VHOST
+from asyncwsgi.sites.values import callable_name as _callable
+from asyncwsgi.sites.values import group_name as _group_name
+from asyncwsgi.sites.values import on_off as _on_off
+from asyncwsgi.sites.values import one as _one
+from asyncwsgi.sites.values import options as _options
+from asyncwsgi.sites.values import path as _path
 
 HTACCESS = ".htaccess"
 
-SERVER = "server config"
-VHOST = "virtual host"
-DIRECTORY = "directory"
-HTACCESS_CONTEXT = ".htaccess"
 
 _EVERYWHERE = (SERVER, VHOST, DIRECTORY, HTACCESS_CONTEXT)
 # Directive (lower case) -> the contexts Apache and mod_wsgi allow it in.
@@ -71,9 +74,8 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     # Read and ignored: every script runs as its own module in the main interpreter.
     "wsgiapplicationgroup": _EVERYWHERE,
     "wsgirestrictembedded": (SERVER,),
-    "wsgipythonhome": (SERVER,),
-    "wsgipythonpath": (SERVER,),
-    "wsgiimportscript": (SERVER, VHOST),
+    # sites/serverwide.py's: Apache's User/Group, WSGIPythonHome, WSGIPythonPath, ...
+    **{name: contexts for name, contexts in SERVER_WIDE.items()},
 }
 SECTIONS = ("virtualhost", "directory", "ifmodule")
 OVERRIDE_CLASSES = ("all", "none", "authconfig", "fileinfo", "indexes", "limit", "options")
@@ -85,36 +87,6 @@ PROCESS_GROUP_OPTION = " (process-group=)"  # added to the origin of the option'
 # --------------------------------------------------------------------------------------
 
 
-def _one(d: Directive) -> str:
-    if len(d.args) != 1:
-        raise d.error(f"{d.name} takes one argument, not {len(d.args)}")
-    return d.args[0]
-
-
-def _on_off(d: Directive) -> bool:
-    value = _one(d).lower()
-    if value not in ("on", "off"):
-        raise d.error(f"{d.name} takes On or Off, not {d.args[0]!r}")
-    return value == "on"
-
-
-def _callable(d: Directive) -> str:
-    value = _one(d)
-    if not value.isidentifier():
-        raise d.error(f"{d.name}: {value!r} is not a Python identifier")
-    return value
-
-
-def _group_name(d: Directive, value: str) -> str:
-    if value == "%{GLOBAL}":
-        return EMBEDDED
-    if value.startswith("%{"):
-        raise d.error(f"{d.name}: {value!r}: only %{{GLOBAL}} is understood")
-    if not value or any(c.isspace() or c == "/" for c in value) or not value.isprintable():
-        raise d.error(f"{d.name}: {value!r} is not a usable process group name")
-    return value
-
-
 def _setting(d: Directive) -> tuple[str, Setting]:
     """A per-directory setting (the FileInfo class): its name and value."""
     if d.key == "wsgiscriptreloading":
@@ -122,25 +94,6 @@ def _setting(d: Directive) -> tuple[str, Setting]:
     if d.key == "wsgicallableobject":
         return "callable", Setting(_callable(d), d.origin)
     return "process_group", Setting(_group_name(d, _one(d)), d.origin)
-
-
-def _path(root: str, value: str) -> str:
-    return os.path.normpath(os.path.join(root, os.path.expanduser(value)))
-
-
-def _options(d: Directive, words: list[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise d.error(f"{d.name}: {word!r} is not an option=value pair")
-        key = key.lower()
-        if key in options:
-            raise d.error(f"{d.name}: option {key} given twice")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]  # lang='en_US.UTF-8', as mod_wsgi's documentation writes it
-        options[key] = value
-    return options
 
 
 # WSGIDaemonProcess option -> the process-group setting it gives (the settings table's).
@@ -194,27 +147,6 @@ def _daemon_group(d: Directive, vhost: int, notices: Notices) -> DaemonGroup:
         vhost=vhost,
         **{**MODWSGI_DEFAULTS, **values},
     )
-
-
-def _python_home(d: Directive) -> str:
-    folder = _one(d)
-    try:
-        python_home(folder)
-    except ValueError as exc:
-        raise d.error(f"WSGIPythonHome: {exc}") from None
-    return folder
-
-
-def _import_script(d: Directive, root: str) -> tuple[str, str, Directive]:
-    if not d.args:
-        raise d.error("WSGIImportScript takes a script and process-group=/application-group=")
-    group = ""
-    for key, value in _options(d, d.args[1:]).items():
-        if key == "process-group":
-            group = _group_name(d, value)
-        elif key != "application-group":
-            raise d.error(f"WSGIImportScript: option {key!r} is not supported")
-    return _path(root, d.args[0]), group, d
 
 
 def _listen(d: Directive) -> BindAddress:
@@ -331,9 +263,7 @@ class _Reader:
         self.order = 0
         self.notices = Notices()
         self.restrict_embedded: Setting | None = None
-        self.python_home: Setting | None = None
-        self.python_path: Setting | None = None
-        self.import_scripts: list[tuple[str, str, Directive]] = []  # script, group, line
+        self.server_wide = ServerWide(root, self.notices)
 
     def walk(self, directives: list[Directive], context: str, target: _Context) -> None:
         for d in directives:
@@ -397,16 +327,8 @@ class _Reader:
             _one(d)
         elif key == "wsgirestrictembedded":
             self.restrict_embedded = Setting(_on_off(d), d.origin)
-        elif key == "wsgipythonhome":
-            self.python_home = Setting(_python_home(d), d.origin)
-        elif key == "wsgipythonpath":
-            try:
-                folders = Folders().parse(_one(d))
-            except ValueError as exc:
-                raise d.error(f"WSGIPythonPath: {exc}") from None
-            self.python_path = Setting(folders, d.origin)
-        elif key == "wsgiimportscript":
-            self.import_scripts.append(_import_script(d, self.root))
+        elif key in SERVER_WIDE:
+            self.server_wide.read(d)
         else:
             name, setting = _setting(d)
             target.layer[name] = setting
@@ -600,25 +522,10 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         )
     if not mounts and not any(v.mounts for v in vhosts):
         raise ConfigFileError(f"{display}: no WSGIScriptAlias: nothing to serve")
-    home = reader.python_home
-    if home is not None:
-        # As mod_wsgi: the groups without a python-home= of their own use WSGIPythonHome.
-        for name, group in groups.items():
-            if "python_home" not in group.given:
-                groups[name] = dataclasses.replace(group, python_home=home.value)
-    served = [(vhost, m) for vhost in [None, *vhosts] for m in (vhost.mounts if vhost else mounts)]
-    for script, group_name, d in reader.import_scripts:
-        if not any(
-            m.script == script
-            and m.settings(htaccess.get(m.htaccess))["process_group"].value == group_name
-            for _, m in served
-        ):
-            where = f"daemon group {group_name!r}" if group_name else "embedded mode"
-            raise d.error(
-                f"WSGIImportScript: {script!r} is not the script of a WSGIScriptAlias run in "
-                f"{where}; asyncwsgi preloads mounted scripts only (it loads each at start)"
-            )
-        reader.notices.accepted(d, "every mounted script is loaded when the server starts")
+    wide = reader.server_wide
+    wide.apply(groups)
+    served = [m for v in [None, *vhosts] for m in (v.mounts if v else mounts)]
+    wide.check_imports([(m.script, m.settings(htaccess.get(m.htaccess))) for m in served])
     return Site(
         path=display,
         listen=tuple(reader.listen),
@@ -629,8 +536,8 @@ def read_site(path: str, *, overrides: Layer | None = None) -> Site:
         statics=tuple(server.statics),
         notices=tuple(reader.notices.messages()),
         restrict_embedded=reader.restrict_embedded,
-        python_home=home,
-        python_path=reader.python_path,
+        python_home=wide.python_home,
+        python_path=wide.python_path,
     )
 
 

@@ -172,3 +172,24 @@ def test_import_script_of_no_mount_is_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigFileError, match=r"site.conf:3: WSGIImportScript: .* is not the"):
         read_site(conf)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="User applies when root")
+def test_apache_user_is_the_groups_default_when_root(tmp_path: Path) -> None:
+    conf = site_file(
+        tmp_path,
+        "User nobody\nGroup nogroup\n"
+        "WSGIDaemonProcess a\nWSGIDaemonProcess b user=root group=root\n"
+        "WSGIScriptAlias /a {hello} process-group=a\nWSGIScriptAlias /b {hello} process-group=b\n",
+    )
+    a, b = read_site(conf).groups
+    assert (a.run_user, a.run_group) == ("nobody", "nogroup")
+    assert (b.run_user, b.run_group) == ("root", "root")  # its own user= wins
+
+
+def test_apache_user_from_an_unset_variable_is_noted(tmp_path: Path) -> None:
+    conf = site_file(tmp_path, "User ${{NO_SUCH_VARIABLE_HERE}}\nWSGIScriptAlias / {hello}\n")
+    site = read_site(conf)
+    assert any("User accepted (${NO_SUCH_VARIABLE_HERE} is not set" in t for _, t in site.notices)
+    with pytest.raises(ConfigFileError, match=r"site.conf:1: User: no user 'nosuchuser"):
+        read_site(site_file(tmp_path, "User nosuchuser\nWSGIScriptAlias / {hello}\n"))
