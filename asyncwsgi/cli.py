@@ -206,6 +206,29 @@ def build_control_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging(config: Config) -> None:
+    """The logs as the settings ask; ``OSError``/``ValueError`` naming a file that
+    cannot be opened or a logging config that does not apply."""
+    for name in ("access_logfile", "error_logfile"):
+        path = getattr(config, name)
+        if path not in ("", "-"):
+            try:
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                flag = "--" + name.replace("_", "-")
+                raise OSError(f"{flag} {path}: {exc.strerror or exc}") from None
+    try:
+        setup_logging(
+            config.log_level,
+            error_file=config.error_logfile,
+            access_file=config.access_logfile,
+            config_file=config.log_config,
+        )
+    except ValueError as exc:
+        raise ValueError(f"--log-config {exc}") from None
+
+
 def control_main(argv: Sequence[str]) -> int:
     """Run ``reload [GROUP]`` or ``status`` against a running server; returns the exit code."""
     import os
@@ -249,7 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         check_config(config, args)
         return EXIT_OK
-    setup_logging(config.log_level)
+    try:
+        _setup_logging(config)
+    except (OSError, ValueError) as exc:
+        print(f"asyncwsgi: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     _set_title("asyncwsgi: main")
     # Two descriptors per connection: the socket and the duplicate workers write to.
     _raise_fd_limit(2 * config.max_connections + 64)
@@ -289,7 +316,7 @@ def copy_main() -> None:
     settings = config_from_copy_settings(os.environ.pop(COPY_ENV))
     config, fd = settings.config, settings.report_fd
     die_with_parent(settings.parent)
-    setup_logging(config.log_level)
+    _setup_logging(config)  # the supervisor opened the same files: it cannot fail now
     _set_title("asyncwsgi: server copy")
     _raise_fd_limit(2 * config.max_connections + 64)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from asyncwsgi import settings
+from asyncwsgi import logs, settings
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.settings import (
     EVERY_GROUP,
@@ -355,6 +355,42 @@ class Config(ProcessSettings):
         Flag(),
         "one line per request, combined log format, on stdout",
         negatable=True,
+    )
+    access_log_format: str = option(
+        "combined",
+        Text(
+            "combined, common, json, or a format of gunicorn's atoms",
+            metavar="FORMAT",
+            rule=logs.check_access_format,
+        ),
+        "the access line: 'combined' (Apache's, then the request's duration in seconds), "
+        "'common', 'json' (one object per line), or a format of gunicorn's atoms: %(h)s "
+        "%(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s %(f)s %(a)s "
+        "%(T)s %(M)s %(D)s %(L)s %(p)s %({header}i)s %({header}o)s",
+    )
+    access_log_exclude: tuple[str, ...] = option(
+        (),
+        Globs(),
+        "no access line for requests to this path (exact, or a prefix ending in *), e.g. "
+        "/healthz; repeatable",
+        repeatable=True,
+    )
+    access_logfile: str = option(
+        "-",
+        Text("a file, or - for stdout", metavar="PATH"),
+        "where the access log goes: - for stdout, else a file appended to (reopened on SIGUSR1)",
+    )
+    error_logfile: str = option(
+        "-",
+        Text("a file, or - for stderr", metavar="PATH"),
+        "where the error log goes: - for stderr, else a file appended to, which also "
+        "takes the place of stderr for every process of the server (reopened on SIGUSR1)",
+    )
+    log_config: str = option(
+        "",
+        Text("a file", metavar="FILE", rule=settings.existing_file),
+        "a logging dictConfig (JSON, or TOML on Python 3.11+) applied over the defaults; "
+        "loggers asyncwsgi.error and asyncwsgi.access",
     )
     log_level: str = option("info", Choice(*LOG_LEVELS), "error log level (stderr)")
     keep_alive_timeout: float = option(

@@ -18,12 +18,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "asyncwsgi"
 
-_VALUES = {"errors", "settings", "config"}  # settings and their checks: values only
+_VALUES = {"errors", "settings", "config", "logs"}  # settings and their checks: values only
 # room -> the rooms it may import (besides its own)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "settings": {"errors"},
-    "config": {"errors", "settings"},
+    "config": {"errors", "settings", "logs"},
     # Sans-IO and stdlib-only rooms that every mode uses.
     "core": {"errors"},
     "control": {"errors"},

@@ -617,6 +617,14 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "reload_failure": (["--reload-failure", "error"], "error"),
         "max_threads": (["--max-threads", "32"], 32),
         "cpu_affinity": (["--cpu-affinity"], True),
+        "access_log_format": (["--access-log-format", "json"], "json"),
+        "access_log_exclude": (
+            ["--access-log-exclude", "/healthz", "--access-log-exclude", "/static/*"],
+            ("/healthz", "/static/*"),
+        ),
+        "access_logfile": (["--access-logfile", "/var/log/a.log"], "/var/log/a.log"),
+        "error_logfile": (["--error-logfile", "/var/log/e.log"], "/var/log/e.log"),
+        "log_config": (["--log-config", pem], pem),
         "static": (["--static", "/s=/srv/a", "--static", "/t=/srv/b"], ("/s=/srv/a", "/t=/srv/b")),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (

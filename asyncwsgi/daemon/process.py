@@ -48,6 +48,7 @@ from asyncwsgi.errors import (
     ProtocolError,
     ScriptLoadError,
 )
+from asyncwsgi.logs import reopen as reopen_logs
 from asyncwsgi.logs import setup_logging
 from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
 from asyncwsgi.processes.affinity import hold_to
@@ -94,7 +95,8 @@ _RETIRE: Final = "SIGUSR1"
 _DRAINED: Final = "drained"
 _EOF: Final = "end of input"
 _BROKEN: Final = "protocol error"
-_SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGINT}
+_REOPEN: Final = "SIGUSR2"  # the front's SIGUSR1: open the log files again
+_SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT}
 
 
 def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
@@ -195,6 +197,8 @@ class Daemon:
             if event == _RETIRE:
                 logger.info("SIGUSR1: asking the front to replace this process")
                 self._send_quietly(wire.encode_retire(wire.RetireReason.SIGNAL))
+            elif event == _REOPEN:
+                reopen_logs()
             elif event == _DRAINED:
                 logger.debug("drained; exiting")
                 return EXIT_OK, False
@@ -425,6 +429,8 @@ class DaemonSpec:
     site_packages: bool = False  # report modules from site-packages too
     cpu: int = -1  # the core to hold the process to (--cpu-affinity; -1: any)
     python_path: tuple[str, ...] = ()  # python-path=: first on sys.path
+    error_logfile: str = ""  # --error-logfile: this process's stderr, reopened on SIGUSR2
+    log_config: str = ""  # --log-config
 
     def __post_init__(self) -> None:
         for name in ("threads", "request_window"):
@@ -528,11 +534,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     events: SimpleQueue[str] = SimpleQueue()
 
     def enqueue(signum: int, frame: FrameType | None) -> None:
-        events.put(_TERM if signum == signal.SIGTERM else _RETIRE)
+        named = {signal.SIGTERM: _TERM, signal.SIGUSR2: _REOPEN}
+        events.put(named.get(signal.Signals(signum), _RETIRE))
 
-    # SIGUSR1 would kill the process by default; during the import it waits in the queue.
+    # SIGUSR1/2 would kill the process by default; during the import they wait in the queue.
     signal.signal(signal.SIGUSR1, enqueue)
-    setup_logging(spec.log_level, access=False)
+    signal.signal(signal.SIGUSR2, enqueue)
+    try:
+        setup_logging(
+            spec.log_level, access=False, error_file=spec.error_logfile, config_file=spec.log_config
+        )
+    except (OSError, ValueError) as exc:
+        print(f"asyncwsgi daemon {spec.group}: {exc}", file=sys.stderr)
+        return EXIT_BOOT_FAILED
     sock = socket.socket(fileno=spec.fd)
     # Subprocesses the application starts must not hold the front's connection open.
     os.set_inheritable(spec.fd, False)

@@ -22,8 +22,10 @@ READY (docs/DESIGN.md, "Script reloading").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -71,6 +73,8 @@ class DaemonRunner:
         reload_extra: tuple[str, ...] = (),
         reload_site_packages: bool = False,
         cpu_affinity: bool = False,
+        error_logfile: str = "",
+        log_config: str = "",
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
@@ -86,6 +90,8 @@ class DaemonRunner:
         self.send_timeout = send_timeout
         self.reload_site_packages = reload_site_packages
         self.cpu_affinity = cpu_affinity
+        self.error_logfile = "" if error_logfile == "-" else error_logfile
+        self.log_config = log_config
         self.watcher: ChangeWatcher | None = None
         if reload_on_changes:
             self.watcher = ChangeWatcher(
@@ -155,6 +161,13 @@ class DaemonRunner:
     def restart(self, reason: str) -> None:
         self.group.restart(reason)
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1 reached the front: each daemon process opens its log files again."""
+        for child in self.group.children:
+            if child.process is not None and child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGUSR2)
+
     # -- Launcher (called by the pool manager) -----------------------------------------
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
@@ -183,6 +196,8 @@ class DaemonRunner:
                     site_packages=self.reload_site_packages,
                     cpu=CORES.take(child) if self.cpu_affinity else -1,
                     python_path=settings.python_path,
+                    error_logfile=self.error_logfile,
+                    log_config=self.log_config,
                 ),
                 launch.interpreter(settings),
                 launch.server_paths(),

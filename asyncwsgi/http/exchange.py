@@ -39,7 +39,6 @@ from asyncwsgi.http.framing import (
     Head,
     build_head,
     chunk,
-    log_field,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +113,7 @@ class HttpExchange(ServerExchange):
         "head",
         "keep_alive",
         "posted",
+        "response_headers",
         "started",
         "written",
     )
@@ -150,6 +150,7 @@ class HttpExchange(ServerExchange):
         self.error_status = ""  # what the HTTP layer answers instead of a 500 (413, ...)
         self.finished = False
         self.head: Head | None = None
+        self.response_headers: list[tuple[str, str]] = []
         self.posted = 0  # response bytes posted to the loop (the worker writes it)
         self.written = 0  # of those, bytes given to the transport (the loop writes it)
         self.body_sent = 0
@@ -266,6 +267,7 @@ class HttpExchange(ServerExchange):
             body_length=body_length,
         )
         self.head = head
+        self.response_headers = headers  # for the access log's %({name}o)s
         if self.body is not None:
             self.body.cancel_continue()
         return head.data + self._frame(body, final)
@@ -357,30 +359,12 @@ class HttpExchange(ServerExchange):
     def _log_access(self) -> None:
         log = self._state.access_log
         assert log is not None and self.head is not None
-        referer = user_agent = b"-"
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"referer":
-                referer = value
-            elif lname == b"user-agent":
-                user_agent = value
-        target = self.path + (b"?" + self.query if self.query else b"")
-        host = self.client[0] if self.client else "-"
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.started))
-        # Everything from the client is escaped: a quote or a newline in it must not
-        # end a field or forge a line.
-        log.info(
-            '%s - - [%s] "%s %s HTTP/%s" %d %s "%s" "%s"',
-            host,
-            when,
-            self.method,
-            log_field(target),
-            self.http_version,
-            self.head.status_code,
-            self.body_sent or "-",
-            log_field(referer),
-            log_field(user_agent),
-        )
+        log.write(self)
+
+    @property
+    def status_code(self) -> int:
+        """The response's status (0 before its head): the access log's."""
+        return self.head.status_code if self.head is not None else 0
 
     # -- the connection's door (loop side) ---------------------------------------------
 

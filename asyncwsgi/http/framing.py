@@ -8,7 +8,6 @@ core's (``asyncwsgi.core.head``); this module writes them as HTTP/1.1.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -96,24 +95,6 @@ def build_head(
 # What an access log line may not carry as is: a quote or backslash (they would end or
 # fake a quoted field) and any byte that is not printable ASCII (a newline would forge a
 # whole line).
-_UNSAFE_IN_LOG = re.compile(rb'["\\]|[^\x20-\x7e]')
-
-
-def log_field(data: bytes) -> str:
-    """``data`` for a quoted field of the access log, escaped as Apache escapes it:
-    ``\\"``, ``\\\\``, and ``\\xhh`` for every byte that is not printable ASCII."""
-    if not _UNSAFE_IN_LOG.search(data):
-        return data.decode("ascii")
-    return _UNSAFE_IN_LOG.sub(_escape_byte, data).decode("ascii")
-
-
-def _escape_byte(match: re.Match[bytes]) -> bytes:
-    byte = match.group()
-    if byte in (b'"', b"\\"):
-        return b"\\" + byte
-    return b"\\x%02x" % byte[0]
-
-
 def chunk(data: bytes) -> bytes:
     """Frame ``data`` (non-empty) as one chunk of a chunked body."""
     return b"%x\r\n%b\r\n" % (len(data), data)

@@ -22,6 +22,12 @@ from asyncwsgi.core.inbox import LoopInbox
 logger = logging.getLogger("asyncwsgi.error")
 
 
+class AccessLogger(Protocol):
+    """Writes a finished request's access line (``asyncwsgi.logs.AccessLog``)."""
+
+    def write(self, exchange: HttpExchange) -> None: ...
+
+
 class ApplicationRunner(Protocol):
     """What the HTTP layer needs of an application: somewhere to hand a request.
 
@@ -67,7 +73,7 @@ class ServerState:
         runner: ApplicationRunner,
         limits: HttpLimits,
         *,
-        access_log: logging.Logger | None,
+        access_log: AccessLogger | None,
         server_header: bool = True,
     ) -> None:
         self.loop = loop

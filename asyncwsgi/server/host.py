@@ -16,14 +16,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from asyncwsgi import notify
+from asyncwsgi import logs, notify
 from asyncwsgi.config import Config
 from asyncwsgi.control import ControlError, ControlServer, resolve_control_path
 from asyncwsgi.errors import ConfigError
 
 logger = logging.getLogger("asyncwsgi.error")
 
-SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
 
 
 class Host:
@@ -64,6 +64,10 @@ class Host:
         """The answer to ``status``."""
         raise NotImplementedError
 
+    def reopen_children(self) -> None:
+        """SIGUSR1: have the processes this host started open their log files again."""
+        raise NotImplementedError
+
     # -- signals -----------------------------------------------------------------------
 
     def install_signal_handlers(self, names: tuple[str, ...] = SIGNALS) -> list[int]:
@@ -92,6 +96,12 @@ class Host:
     def handle_int(self) -> None:
         logger.info("received SIGINT; %s", self.stopping)
         self.stop.set()
+
+    def handle_usr1(self) -> None:
+        # As gunicorn's: what a logrotate postrotate script sends.
+        count = logs.reopen()
+        logger.info("received SIGUSR1; reopened %d log file(s)", count)
+        self.reopen_children()
 
     def handle_hup(self) -> None:
         if not self.started:

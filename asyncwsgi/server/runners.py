@@ -59,6 +59,10 @@ class Runner(ApplicationRunner, Protocol):
         """The end of the server's last log line: the stats taken on the request path."""
         ...
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1: the processes this runner started open their log files again."""
+        ...
+
 
 def make_source(config: Config) -> ScriptSource | StaticSource:
     """Load the application named by the config. Raises ``ScriptLoadError``."""
@@ -109,6 +113,9 @@ class EmbeddedRunner(WSGIRunner):
     def stop_note(self) -> str:
         return f"{self.source.stat_calls} stat(s) of the WSGI script"
 
+    def reopen_logs(self) -> None:
+        """No process of its own: the server's logs are reopened already."""
+
 
 def make_runner(config: Config) -> Runner:
     """The runner the config asks for; a script that does not load raises
@@ -140,5 +147,7 @@ def _app_runner(config: Config) -> Runner:
             reload_extra=config.reload_extra,
             reload_site_packages=config.reload_site_packages,
             cpu_affinity=config.cpu_affinity,
+            error_logfile=config.error_logfile,
+            log_config=config.log_config,
         )
     return EmbeddedRunner(config)

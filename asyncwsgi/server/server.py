@@ -20,6 +20,7 @@ from typing import Any
 from asyncwsgi.config import Config
 from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
+from asyncwsgi.logs import AccessLog
 from asyncwsgi.server.host import Host
 from asyncwsgi.server.runners import make_runner
 from asyncwsgi.server.sockets import (
@@ -58,13 +59,20 @@ class Server(Host):
             self.loop,
             self.runner,
             http_limits(config),
-            access_log=access_logger if config.access_log else None,
+            access_log=(
+                AccessLog(access_logger, config.access_log_format, config.access_log_exclude)
+                if config.access_log
+                else None
+            ),
             server_header=config.server_header,
         )
         self.listeners: list[Listener] = []
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         return self.runner.restarts(reason)
+
+    def reopen_children(self) -> None:
+        self.runner.reopen_logs()
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {

@@ -155,6 +155,13 @@ class Supervisor(Host):
         self._script_key: StatKey | None = None
         self._script_timer: asyncio.TimerHandle | None = None
 
+    def reopen_children(self) -> None:
+        """Each copy reopens its own log files (a copy is a whole server)."""
+        for child in self.group.children if self.group is not None else []:
+            if child.process is not None and child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGUSR1)
+
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         def every_copy() -> None:
             logger.info("%s; passing it to every server copy", reason)

@@ -345,6 +345,8 @@ class SiteRunner:
                     title=group.title,
                     send_timeout=config.send_timeout,
                     cpu_affinity=config.cpu_affinity,
+                    error_logfile=config.error_logfile,
+                    log_config=config.log_config,
                 )
                 self.groups[group_name] = daemons
             site_mount.daemons = daemons
@@ -484,6 +486,10 @@ class SiteRunner:
         if self.groups:
             info["groups"] = {name: r.group_status() for name, r in self.groups.items()}
         return info
+
+    def reopen_logs(self) -> None:
+        for runner in self.groups.values():
+            runner.reopen_logs()
 
     def stop_note(self) -> str:
         htaccess = sum(w.stat_calls for w in self.watches.values())

@@ -206,6 +206,8 @@ class _Runner(Protocol):
 
     def stop_note(self) -> str: ...
 
+    def reopen_logs(self) -> None: ...
+
 
 class StaticFront:
     """``--static URL-PATH=DIR`` mounts in front of the application's runner: a request
@@ -251,3 +253,6 @@ class StaticFront:
 
     def stop_note(self) -> str:
         return self.inner.stop_note()
+
+    def reopen_logs(self) -> None:
+        self.inner.reopen_logs()

@@ -14,9 +14,9 @@ from asyncwsgi.http.framing import (
     Head,
     build_head,
     chunk,
-    log_field,
     simple_response,
 )
+from asyncwsgi.logs import log_field
 
 SERVER = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\nServer: asyncwsgi\r\n"
 

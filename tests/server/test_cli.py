@@ -4,6 +4,7 @@ API (``asyncwsgi.serve``, ``asyncwsgi.Config``)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import subprocess
@@ -300,7 +301,10 @@ def test_access_log_escapes_what_the_client_sent(start_server) -> None:  # type:
         recv_until_closed(sock)
     assert server.stop() == 0
     (line,) = [line for line in server.stdout_lines if "/esc" in line]
-    assert line.endswith('"caf\\xc3\\xa9\\x09x" "a\\" \\"b\\\\c"'), line
+    # ... and the request's duration in seconds ends the line.
+    escaped, _, duration = line.rpartition(" ")
+    assert escaped.endswith('"caf\\xc3\\xa9\\x09x" "a\\" \\"b\\\\c"'), line
+    assert re.fullmatch(r"\d+\.\d{6}", duration), line
 
 
 def test_no_access_log(start_server) -> None:  # type: ignore[no-untyped-def]
