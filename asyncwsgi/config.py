@@ -393,6 +393,18 @@ class Config(ProcessSettings):
         "loggers asyncwsgi.error and asyncwsgi.access",
     )
     log_level: str = option("info", Choice(*LOG_LEVELS), "error log level (stderr)")
+    metrics_bind: str = option(
+        "",
+        Text("HOST:PORT or unix:PATH", metavar="ADDR", rule=settings.bind_address),
+        "serve /metrics (Prometheus), /healthz and /readyz on this address, never on the "
+        "application's: every request of every process, counted by the front",
+    )
+    shutdown_delay: float = option(
+        0.0,
+        Seconds(off_at_zero=True),
+        "on SIGTERM, first report not ready (/readyz 503, sd_notify STOPPING=1) while still "
+        "serving for S seconds, so a load balancer stops sending traffic; then drain",
+    )
     keep_alive_timeout: float = option(
         5.0, Seconds(), "idle keep-alive connections close after this"
     )
@@ -533,6 +545,19 @@ def _reload_on_changes(config: Config) -> None:
         )
 
 
+def _metrics(config: Config) -> None:
+    if (
+        config.metrics_bind
+        and config.mode == "embedded"
+        and (config.processes > 1 or config.reload_on_changes)
+    ):
+        raise ConfigError(
+            "metrics_bind: not yet with copies of an embedded server (processes > 1 or "
+            "reload_on_changes), whose requests no one process sees; use mode='daemon', "
+            "where the front counts every request"
+        )
+
+
 def _tls(config: Config) -> None:
     if config.keyfile and not config.certfile:
         raise ConfigError("keyfile: given without certfile")
@@ -562,6 +587,7 @@ _RULES: tuple[Callable[[Config], None], ...] = (
     _application,
     _reload_on_changes,
     _tls,
+    _metrics,
     _daemon_only,
     _site,
 )

@@ -45,6 +45,25 @@ def stopping() -> None:
     send("STOPPING=1")
 
 
+def status(text: str) -> None:
+    """A ``STATUS=`` line: what ``systemctl status`` shows."""
+    send("STATUS=" + text.replace("\n", " "))
+
+
+def watchdog_interval() -> float:
+    """Half of ``WATCHDOG_USEC`` in seconds when systemd watches this process (and
+    ``WATCHDOG_PID``, if set, is this one); 0 otherwise."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) <= 0 or (pid and pid != str(os.getpid())):
+        return 0.0
+    return int(usec) / 2_000_000
+
+
+def watchdog() -> None:
+    send("WATCHDOG=1")
+
+
 def reload_begins() -> None:
     """A reload started; the first of several in flight says RELOADING=1."""
     global _reloading

@@ -195,6 +195,15 @@ def existing_file(value: str) -> None:
         raise ValueError(f"no such file {value!r}")
 
 
+def bind_address(value: str) -> None:
+    """An address :func:`parse_bind` reads ("": none)."""
+    if value:
+        try:
+            parse_bind(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
 def absolute_folder(value: str) -> None:
     """An absolute path of a folder that exists ("": none)."""
     if value and not os.path.isabs(value):

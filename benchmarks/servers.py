@@ -281,6 +281,14 @@ SERVERS: tuple[ServerSpec, ...] = (
         "asyncwsgi as the first row with --cpu-affinity (the process held to one core)",
         "--cpu-affinity",
     ),
+    _asyncwsgi_spec(
+        "asyncwsgi-metrics",
+        "embedded",
+        "asyncwsgi as the first row with --metrics-bind (every request counted for "
+        "Prometheus; nothing scrapes during the run)",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ),
     ServerSpec(
         "gunicorn-sync",
         "gunicorn, 1 sync worker (one request at a time, Connection: close; the rest queue)",

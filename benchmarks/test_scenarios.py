@@ -162,10 +162,11 @@ def test_short_error() -> None:
 
 
 def test_scenarios_and_their_rows() -> None:
-    assert list(SCENARIOS["single"].by_name())[:3] == [
+    assert list(SCENARIOS["single"].by_name())[:4] == [
         "asyncwsgi",
         "asyncwsgi-noreload",
         "asyncwsgi-affinity",
+        "asyncwsgi-metrics",
     ]
     assert list(SCENARIOS["processes"].by_name()) == [
         "asyncwsgi-processes",

@@ -625,6 +625,8 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "access_logfile": (["--access-logfile", "/var/log/a.log"], "/var/log/a.log"),
         "error_logfile": (["--error-logfile", "/var/log/e.log"], "/var/log/e.log"),
         "log_config": (["--log-config", pem], pem),
+        "metrics_bind": (["--metrics-bind", "127.0.0.1:9100"], "127.0.0.1:9100"),
+        "shutdown_delay": (["--shutdown-delay", "5"], 5.0),
         "static": (["--static", "/s=/srv/a", "--static", "/t=/srv/b"], ("/s=/srv/a", "/t=/srv/b")),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (

@@ -113,6 +113,7 @@ class DaemonRunner:
         # Requests waiting for a free daemon thread, with when they began to wait.
         self.queue: deque[tuple[LoopExchange, float]] = deque()
         self.queue_timeout = settings.queue_timeout
+        self.queued_seconds = 0.0  # time requests spent in the queue (metrics)
         self.inactivity_timeout = settings.inactivity_timeout
         self.memory_limit = settings.memory_limit
         self.virtual_memory_limit = settings.virtual_memory_limit
@@ -272,6 +273,7 @@ class DaemonRunner:
             if link is None:
                 return
             queue.popleft()
+            self.queued_seconds += time.monotonic() - since
             link.open_stream(exchange)
 
     def _queue_timed_out(self, exchange: LoopExchange) -> None:

@@ -326,8 +326,8 @@ class HttpExchange(ServerExchange):
             self._finishing()
             if not (protocol.direct_fd >= 0 and protocol.write_direct(self, data, True)):
                 protocol.post_io(protocol.loop_write_final, self, data)
-            if self._state.access_log is not None:
-                self._log_access()
+            if self._state.on_finish is not None:
+                self._state.on_finish(self)
             return
         if not data:
             return
@@ -356,14 +356,9 @@ class HttpExchange(ServerExchange):
                 raise ClientDisconnected("timed out waiting for the client to read")
             waiter.wait(min(remaining, 1.0))
 
-    def _log_access(self) -> None:
-        log = self._state.access_log
-        assert log is not None and self.head is not None
-        log.write(self)
-
     @property
     def status_code(self) -> int:
-        """The response's status (0 before its head): the access log's."""
+        """The response's status (0 before its head): for the access log and metrics."""
         return self.head.status_code if self.head is not None else 0
 
     # -- the connection's door (loop side) ---------------------------------------------
@@ -427,6 +422,6 @@ class HttpExchange(ServerExchange):
             protocol.write(data)
         if final:
             self._finishing()
-            if self._state.access_log is not None:
-                self._log_access()
+            if self._state.on_finish is not None:
+                self._state.on_finish(self)
             protocol.loop_finished(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Protocol
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
 from asyncwsgi.core.inbox import LoopInbox
 
 logger = logging.getLogger("asyncwsgi.error")
-
-
-class AccessLogger(Protocol):
-    """Writes a finished request's access line (``asyncwsgi.logs.AccessLog``)."""
-
-    def write(self, exchange: HttpExchange) -> None: ...
 
 
 class ApplicationRunner(Protocol):
@@ -73,13 +68,14 @@ class ServerState:
         runner: ApplicationRunner,
         limits: HttpLimits,
         *,
-        access_log: AccessLogger | None,
+        on_finish: Callable[[HttpExchange], None] | None,
         server_header: bool = True,
     ) -> None:
         self.loop = loop
         self.runner = runner
         self.limits = limits
-        self.access_log = access_log
+        # Called as each request finishes (any thread): the access line, the metrics.
+        self.on_finish = on_finish
         self.inbox = LoopInbox(loop.call_soon_threadsafe)
         self.connections: set[HttpProtocol] = set()
         self.shutting_down = False

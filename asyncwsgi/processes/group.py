@@ -5,6 +5,7 @@ package docstring)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -70,6 +71,8 @@ class ProcessGroup:
         self.failed = False
         self.closing = False
         self.restarts = 0  # processes replaced so far (not counting crash respawns)
+        # Processes replaced or respawned, by why: reload, crash, maximum_requests, ...
+        self.replaced: collections.Counter[str] = collections.Counter()
         # A generation whose replacement did not boot: not tried again until restart()
         # starts the next one (0: none).
         self.given_up = 0
@@ -353,6 +356,7 @@ class ProcessGroup:
         if child.stale and not self.closing and not self.failed:
             # Replaced; not retired because the group failed (nothing replaces it then).
             self.restarts += 1
+            self.replaced[reason_kind(child.doomed)] += 1
         for timer in child._timers:
             timer.cancel()
         child._timers.clear()
@@ -564,6 +568,7 @@ class ProcessGroup:
     def _crashed(self, child: Child, status: int | None, previous: ChildState) -> None:
         """A process died unasked: respawned, with a backoff if they keep dying young."""
         lived = time.monotonic() - child.started_at
+        self.replaced["crash"] += 1
         self._crashes = 1 if lived > _STABLE_AFTER else self._crashes + 1
         delay = (
             _RESPAWN_PAUSE
@@ -582,3 +587,24 @@ class ProcessGroup:
             " while starting" if previous is ChildState.STARTING else "",
             f" in {delay:g} s" if delay > _RESPAWN_PAUSE else "",
         )
+
+
+_KINDS = (
+    ("maximum requests", "maximum_requests"),
+    ("restart interval", "restart_interval"),
+    ("inactivity-timeout", "inactivity_timeout"),
+    ("memory", "memory_limit"),
+    ("timed out", "request_timeout"),
+    ("does not answer", "unresponsive"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A replacement's reason as a metric label: ``reload`` for a new generation (a
+    change, SIGHUP, ``reload``), else the limit that asked for it."""
+    if not reason:
+        return "reload"
+    for words, kind in _KINDS:
+        if words in reason:
+            return kind
+    return "other"

@@ -39,6 +39,7 @@ class Host:
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.stop = asyncio.Event()
         self.started = False  # start() is done: the sockets accept connections
+        self.draining = False  # SIGTERM with --shutdown-delay: not ready, still serving
         self.control: ControlServer | None = None
 
     # -- what each kind of host says ---------------------------------------------------
@@ -90,6 +91,21 @@ class Host:
             handler()
 
     def handle_term(self) -> None:
+        delay = self.config.shutdown_delay
+        if delay and self.started and not self.draining:
+            # Kubernetes and load balancers take a while to stop sending: say "not ready"
+            # (/readyz, sd_notify) and go on serving, then stop as usual.
+            self.draining = True
+            notify.stopping()
+            notify.status(f"draining: stopping in {delay:g} s")
+            logger.info(
+                "received SIGTERM; not ready, still serving for %g s (--shutdown-delay), "
+                "then %s (SIGTERM again: at once)",
+                delay,
+                self.stopping,
+            )
+            self.loop.call_later(delay, self.stop.set)
+            return
         logger.info("received SIGTERM; %s", self.stopping)
         self.stop.set()
 

@@ -79,8 +79,13 @@ async def run_host(
             if ready is not None:
                 ready(host.addresses)
             notify.ready()
+            notify.status(f"serving on {', '.join(host.addresses)}")
+            watchdog = _keep_watchdog(host.loop)
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if watchdog is not None:
+                watchdog.cancel()
             notify.stopping()
+            notify.status("stopping")
     finally:
         for waiter in waiters:
             waiter.cancel()
@@ -89,6 +94,30 @@ async def run_host(
         dispatcher.cancel()
         if started:
             await host.shutdown()
+
+
+class _Watchdog:
+    """``WATCHDOG=1`` at half of systemd's ``WATCHDOG_USEC``, from the event loop: a loop
+    that stops turning stops the pings, and systemd restarts the unit."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.timer: asyncio.TimerHandle | None = None
+        self.ping()
+
+    def ping(self) -> None:
+        notify.watchdog()
+        self.timer = self.loop.call_later(self.interval, self.ping)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def _keep_watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog | None:
+    interval = notify.watchdog_interval()
+    return _Watchdog(loop, interval) if interval else None
 
 
 async def _start(host: Host, waiters: set[asyncio.Future[Any]]) -> bool:

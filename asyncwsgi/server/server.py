@@ -22,6 +22,7 @@ from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
 from asyncwsgi.logs import AccessLog
 from asyncwsgi.server.host import Host
+from asyncwsgi.server.metrics import MetricsServer, RequestMetrics, finished_hook
 from asyncwsgi.server.runners import make_runner
 from asyncwsgi.server.sockets import (
     Listener,
@@ -30,6 +31,7 @@ from asyncwsgi.server.sockets import (
     open_socket,
     systemd_sockets,
 )
+from asyncwsgi.settings import parse_bind
 
 logger = logging.getLogger("asyncwsgi.error")
 access_logger = logging.getLogger("asyncwsgi.access")
@@ -55,18 +57,21 @@ class Server(Host):
         self.ssl = make_ssl_context(config.certfile, config.keyfile)
         # Loads the application (ScriptLoadError) before anything listens.
         self.runner = make_runner(config)
+        access = (
+            AccessLog(access_logger, config.access_log_format, config.access_log_exclude).write
+            if config.access_log
+            else None
+        )
+        self.metrics = RequestMetrics(config.root_path) if config.metrics_bind else None
         self.state = ServerState(
             self.loop,
             self.runner,
             http_limits(config),
-            access_log=(
-                AccessLog(access_logger, config.access_log_format, config.access_log_exclude)
-                if config.access_log
-                else None
-            ),
+            on_finish=finished_hook(access, self.metrics),
             server_header=config.server_header,
         )
         self.listeners: list[Listener] = []
+        self.metrics_server: MetricsServer | None = None
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         return self.runner.restarts(reason)
@@ -95,6 +100,12 @@ class Server(Host):
             listener = Listener(self.loop, sock, self._protocol, self.ssl)
             self.listeners.append(listener)
             self.addresses.append(describe(sock, address, tls=self.ssl is not None))
+        if self.metrics is not None:
+            # Before the application's sockets: an address in use stops the start.
+            self.metrics_server = MetricsServer(
+                self, self.metrics, parse_bind(self.config.metrics_bind)
+            )
+            await self.metrics_server.start()
         for listener in self.listeners:
             listener.start()
         await self.open_control()
@@ -104,7 +115,12 @@ class Server(Host):
 
     # -- shutdown ----------------------------------------------------------------------
 
+    async def _close_metrics(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+
     async def abandon(self) -> None:
+        await self._close_metrics()
         await self.close_control()
         for listener in self.listeners:
             listener.close()
@@ -131,6 +147,7 @@ class Server(Host):
             for connection in list(state.connections):
                 connection.transport.abort()
         state.close()
+        await self._close_metrics()
         await self.runner.close()
         for address in self.config.bind:
             if address.kind == "unix":

@@ -119,7 +119,7 @@ class CopyLauncher:
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
         # The supervisor alone speaks to systemd (sockets, READY=1).
-        skip = ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET")
+        skip = ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
         env = {k: v for k, v in os.environ.items() if k not in skip}
         env[COPY_ENV] = copy_settings(self.config, self.binds, child.report_fd)
         if self.config.cpu_affinity:
