@@ -194,7 +194,7 @@ class Harness:
     def server(self, runner: Runner, **limits: Any) -> ServerState:
         # The server's defaults (from the settings table), with the test's changes.
         chosen = dataclasses.replace(http_limits(Config.build(app="unused.wsgi")), **limits)
-        state = ServerState(asyncio.get_running_loop(), runner, chosen, access_log=None)
+        state = ServerState(asyncio.get_running_loop(), runner, chosen, on_finish=None)
         # Stop the periodic timer (the Date header is already made): the tests call
         # check_deadline() themselves, with the time they choose.
         state.close()
