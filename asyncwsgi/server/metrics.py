@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections import deque
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asyncwsgi.error")
 
+# (mount, status class) -> [requests, seconds, per-bucket counts, the last for +Inf]
+_Table = dict[tuple[str | None, int], list[Any]]
+
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _MAX_HEAD = 8192
 
@@ -45,10 +48,10 @@ _MAX_HEAD = 8192
 class RequestMetrics:
     """Counts each finished request by mount and status class, and its duration.
 
-    The thread that finishes a request only appends to a deque (atomic, no lock); the
-    event loop folds what was appended into the totals once a second and when Prometheus
-    scrapes, so the request path pays a fraction of a microsecond and the counts are
-    exact."""
+    Each thread that finishes requests keeps its own table (only it writes there: no
+    lock, no hand-off); a scrape sums the tables, so the request path pays about a
+    microsecond and the counts are exact. A thread that has ended has its table merged
+    into the retired totals at the next scrape."""
 
     def __init__(self, root_path: str) -> None:
         try:
@@ -61,44 +64,43 @@ class RequestMetrics:
         self.client = prometheus_client
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         self.root = root_path or "/"
-        self._finished: deque[tuple[str | None, int, float]] = deque()
-        # (mount, status class) -> [requests, seconds, per-bucket counts (the last: +Inf)]
-        self._totals: dict[tuple[str, int], list[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._local = threading.local()
+        self._tables: list[tuple[threading.Thread, _Table]] = []
+        self._retired: _Table = {}
 
     def observe(self, exchange: HttpExchange, took: float) -> None:
         """Any thread: one finished request."""
-        self._finished.append((exchange.script_name, exchange.status_code, took))
+        try:
+            table: _Table = self._local.table
+        except AttributeError:
+            table = self._local.table = {}
+            self._tables.append((threading.current_thread(), table))
+        key = (exchange.script_name, exchange.status_code // 100)
+        entry = table.get(key)
+        if entry is None:
+            entry = table[key] = [0, 0.0, [0] * (len(BUCKETS) + 1)]
+        entry[0] += 1
+        entry[1] += took
+        entry[2][bisect.bisect_left(BUCKETS, took)] += 1
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        def tick() -> None:
-            self.fold()
-            self._timer = loop.call_later(1.0, tick)
-
-        self._timer = loop.call_later(1.0, tick)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def fold(self) -> None:
-        """Event loop: add what finished since the last fold to the totals."""
-        finished, totals, root = self._finished, self._totals, self.root
-        bounds = BUCKETS
-        while finished:
-            mount, status, took = finished.popleft()
-            key = (mount if mount is not None else root, status // 100)
-            entry = totals.get(key)
-            if entry is None:
-                entry = totals[key] = [0, 0.0, [0] * (len(bounds) + 1)]
-            entry[0] += 1
-            entry[1] += took
-            entry[2][bisect.bisect_left(bounds, took)] += 1
+    def totals(self) -> _Table:
+        """Event loop: every thread's counts summed, by (mount, status class)."""
+        live = []
+        for thread, table in self._tables:
+            if thread.is_alive():
+                live.append((thread, table))
+            else:
+                _merge(self._retired, table)
+        self._tables[:] = live
+        summed: _Table = {}
+        _merge(summed, self._retired)
+        for _, table in live:
+            _merge(summed, table)
+        return summed
 
     def collect(self) -> Iterator[Any]:
         import prometheus_client.core as core
 
-        self.fold()
         requests = core.CounterMetricFamily(
             "asyncwsgi_requests",
             "Requests answered, by mount and status class",
@@ -110,8 +112,10 @@ class RequestMetrics:
             labels=["mount"],
         )
         by_mount: dict[str, list[Any]] = {}
-        for (mount, status), (count, seconds, buckets) in sorted(self._totals.items()):
-            label = mount or "/"
+        for (mount, status), (count, seconds, buckets) in sorted(
+            self.totals().items(), key=lambda item: (item[0][0] or "", item[0][1])
+        ):
+            label = (mount if mount is not None else self.root) or "/"
             requests.add_metric([label, f"{status}xx"], count)
             merged = by_mount.setdefault(label, [0.0, [0] * len(buckets)])
             merged[0] += seconds
@@ -127,6 +131,17 @@ class RequestMetrics:
 
     def text(self) -> bytes:
         return bytes(self.client.generate_latest(self.registry))
+
+
+def _merge(into: _Table, table: _Table) -> None:
+    for key, (count, seconds, buckets) in list(table.items()):
+        entry = into.get(key)
+        if entry is None:
+            into[key] = [count, seconds, list(buckets)]
+        else:
+            entry[0] += count
+            entry[1] += seconds
+            entry[2] = [a + b for a, b in zip(entry[2], buckets, strict=True)]
 
 
 def daemon_runners(runner: object) -> list[DaemonRunner]:
@@ -251,14 +266,12 @@ class MetricsServer:
         except OSError as exc:
             raise ConfigError(f"--metrics-bind {bind}: {exc.strerror or exc}") from None
         self._listener = listener
-        self.metrics.start(asyncio.get_running_loop())
         sock = listener.sockets[0].getsockname()
         where = sock if isinstance(sock, str) else f"{sock[0]}:{sock[1]}"
         logger.info("metrics and health on %s (/metrics, /healthz, /readyz)", where)
         return where
 
     async def close(self) -> None:
-        self.metrics.stop()
         if self._listener is not None:
             self._listener.close()
             await self._listener.wait_closed()
