@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 from collections.abc import Callable, Sequence
@@ -90,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the --config file, print each mount's settings and where they came "
         "from, and exit (0: fine, 2: an error)",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting, its value and where it came from (command line, "
+        "environment, default), and exit",
+    )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="KEY=VALUE lines put in the environment first (variables already set win), "
+        "for the application and for ASYNCWSGI_<OPTION> settings (default: "
+        "$ASYNCWSGI_ENV_FILE)",
+    )
     parser.add_argument("--version", action="version", version=f"asyncwsgi {__version__}")
     for item in table(Config):
         if item.flag is not None:
@@ -98,11 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    from asyncwsgi.server.process import settings_from_env
+
     options: dict[str, Any] = {
         item.name: getattr(args, item.name)
         for item in table(Config)
         if item.flag is not None and getattr(args, item.name) is not None
     }
+    # ASYNCWSGI_<OPTION>: the command line wins.
+    from_env = settings_from_env(os.environ, options)
+    args.given, args.from_env = tuple(options), tuple(from_env)
+    options.update(from_env)
     if args.config is None:
         if args.check_config:
             raise ConfigError("--check-config: give the file to check with --config FILE")
@@ -231,7 +251,6 @@ def _setup_logging(config: Config) -> None:
 
 def control_main(argv: Sequence[str]) -> int:
     """Run ``reload [GROUP]`` or ``status`` against a running server; returns the exit code."""
-    import os
 
     from asyncwsgi.control import ControlError, find_control_socket, send_command
 
@@ -263,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _prepare_environment(args)
         config = config_from_args(args)
     except ConfigError as exc:
         # A config file's errors read "site.conf:LINE: message", as a compiler's do.
@@ -272,16 +292,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         check_config(config, args)
         return EXIT_OK
+    if args.print_config:
+        from asyncwsgi.server.process import describe_settings
+
+        print(describe_settings(config, args.given, args.from_env), end="")
+        return EXIT_OK
+    from asyncwsgi.server.process import PidFile, add_python_path, drop_privileges
+
+    add_python_path(config.pythonpath)
     try:
         _setup_logging(config)
-    except (OSError, ValueError) as exc:
+        pid_file = PidFile(config.pid_file) if config.pid_file else None
+        # As root: the sockets bound and the logs open, then the user of --user.
+        config = drop_privileges(config)
+    except (OSError, ValueError, ConfigError) as exc:
         print(f"asyncwsgi: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+    def ready(addresses: list[str]) -> None:
+        _print_addresses(addresses)
+        if pid_file is not None:
+            pid_file.write()
+
     _set_title("asyncwsgi: main")
     # Two descriptors per connection: the socket and the duplicate workers write to.
     _raise_fd_limit(2 * config.max_connections + 64)
     try:
-        run(config=config, ready=_print_addresses)
+        run(config=config, ready=ready)
     except ScriptLoadError as exc:
         cause = exc.__cause__
         detail = ""
@@ -294,7 +331,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        if pid_file is not None:
+            pid_file.remove()
     return EXIT_OK
+
+
+def _prepare_environment(args: argparse.Namespace) -> None:
+    """Before the settings are read: the env file (its variables may be settings), and
+    the working folder (a relative script or config file is taken from there)."""
+    from asyncwsgi.server.process import read_env_file
+
+    env_file = args.env_file or os.environ.get("ASYNCWSGI_ENV_FILE", "")
+    if env_file:
+        for key, value in read_env_file(env_file).items():
+            os.environ.setdefault(key, value)
+    chdir = args.chdir or os.environ.get("ASYNCWSGI_CHDIR", "")
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise ConfigError(f"--chdir {chdir}: {exc.strerror or exc}") from None
 
 
 def entry() -> None:
@@ -307,7 +364,6 @@ def copy_main() -> None:
     Its settings, sockets and READY pipe come from the environment the supervisor set;
     it says READY once the application is imported and its sockets accept connections.
     """
-    import os
 
     from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
     from asyncwsgi.server import run

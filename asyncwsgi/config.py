@@ -393,6 +393,41 @@ class Config(ProcessSettings):
         "loggers asyncwsgi.error and asyncwsgi.access",
     )
     log_level: str = option("info", Choice(*LOG_LEVELS), "error log level (stderr)")
+    chdir: str = option(
+        "",
+        Text("a folder", metavar="DIR", rule=settings.existing_folder),
+        "change to this folder first (a relative script, --config or --pythonpath is taken "
+        "from there)",
+    )
+    pythonpath: tuple[str, ...] = option(
+        (),
+        Folders(absolute=False),
+        "folders (separated by ':') put first on sys.path, of this process and every one it starts",
+    )
+    pid_file: str = option(
+        "",
+        Text("a file", metavar="PATH"),
+        "write the server's pid here once it listens, and remove it when it stops; a file "
+        "naming a running process is an error",
+    )
+    socket_mode: str = option(
+        "",
+        Text("an octal mode", metavar="MODE", rule=settings.octal_mask),
+        "the mode of the UNIX sockets of --bind unix:PATH, e.g. 660",
+    )
+    socket_owner: str = option(
+        "",
+        Text("USER[:GROUP]", metavar="USER[:GROUP]"),
+        "the owner of the UNIX sockets of --bind unix:PATH (e.g. :www-data, so that nginx "
+        "can connect; changing the user needs root)",
+    )
+    server_user: str = option(
+        "",
+        Text("USER[:GROUP]", metavar="USER[:GROUP]", rule=settings.user_and_group),
+        "started as root: bind the sockets and open the logs, then run as this user (with "
+        "its groups, or GROUP); daemon processes and copies too",
+        flag="--user",
+    )
     metrics_bind: str = option(
         "",
         Text("HOST:PORT or unix:PATH", metavar="ADDR", rule=settings.bind_address),

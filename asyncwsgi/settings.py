@@ -204,6 +204,11 @@ def bind_address(value: str) -> None:
             raise ValueError(str(exc)) from None
 
 
+def existing_folder(value: str) -> None:
+    if value and not os.path.isdir(value):
+        raise ValueError(f"no such folder {value!r}")
+
+
 def absolute_folder(value: str) -> None:
     """An absolute path of a folder that exists ("": none)."""
     if value and not os.path.isabs(value):
@@ -243,17 +248,29 @@ def system_group(value: str) -> None:
                 raise ValueError(f"no group {value!r} on this machine") from None
 
 
+def user_and_group(value: str) -> None:
+    """``USER[:GROUP]`` naming a user (and group) of this machine ("": none)."""
+    user, _, group = value.partition(":")
+    system_user(user)
+    system_group(group)
+
+
 def octal_mask(value: str) -> None:
     if value and not (value.isascii() and all(c in "01234567" for c in value) and len(value) <= 4):
         raise ValueError(f"{value!r} is not an octal file mode mask such as 0007")
 
 
 class Folders(Kind[tuple[str, ...]]):
-    """Absolute folder paths separated by ``:`` (as ``PYTHONPATH`` and mod_wsgi's
-    ``python-path=``)."""
+    """Folder paths separated by ``:`` (as ``PYTHONPATH`` and mod_wsgi's
+    ``python-path=``); absolute ones only unless ``absolute`` is False."""
 
-    describe = "absolute folder paths separated by ':'"
     metavar = "DIR:DIR"
+
+    def __init__(self, *, absolute: bool = True) -> None:
+        self.absolute = absolute
+        self.describe = (
+            "absolute folder paths separated by ':'" if absolute else "folders separated by ':'"
+        )
 
     def check(self, value: object) -> tuple[str, ...]:
         items: Any = value.split(os.pathsep) if isinstance(value, str) else value
@@ -262,7 +279,9 @@ class Folders(Kind[tuple[str, ...]]):
         except TypeError:
             raise self._wrong(value) from None
         for folder in folders:
-            if not isinstance(folder, str) or not os.path.isabs(folder):
+            if not isinstance(folder, str):
+                raise self._wrong(folder)
+            if self.absolute and not os.path.isabs(folder):
                 raise ValueError(f"{folder!r} is not an absolute path")
         return folders
 

@@ -627,6 +627,12 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "log_config": (["--log-config", pem], pem),
         "metrics_bind": (["--metrics-bind", "127.0.0.1:9100"], "127.0.0.1:9100"),
         "shutdown_delay": (["--shutdown-delay", "5"], 5.0),
+        "chdir": (["--chdir", "/"], "/"),
+        "pythonpath": (["--pythonpath", "lib:/srv/lib"], ("lib", "/srv/lib")),
+        "pid_file": (["--pid-file", "/run/a.pid"], "/run/a.pid"),
+        "socket_mode": (["--socket-mode", "660"], "660"),
+        "socket_owner": (["--socket-owner", ":www-data"], ":www-data"),
+        "server_user": (["--user", "root"], "root"),
         "static": (["--static", "/s=/srv/a", "--static", "/t=/srv/b"], ("/s=/srv/a", "/t=/srv/b")),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (

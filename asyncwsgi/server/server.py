@@ -23,6 +23,7 @@ from asyncwsgi.http.state import HttpLimits, ServerState
 from asyncwsgi.logs import AccessLog
 from asyncwsgi.server.host import Host
 from asyncwsgi.server.metrics import MetricsServer, RequestMetrics, finished_hook
+from asyncwsgi.server.process import restrict_unix_socket
 from asyncwsgi.server.runners import make_runner
 from asyncwsgi.server.sockets import (
     Listener,
@@ -97,6 +98,8 @@ class Server(Host):
         binds = systemd_sockets() or list(self.config.bind)
         for address in binds:
             sock = open_socket(address, self.config.backlog)
+            if address.kind == "unix":
+                restrict_unix_socket(address.path, self.config)
             listener = Listener(self.loop, sock, self._protocol, self.ssl)
             self.listeners.append(listener)
             self.addresses.append(describe(sock, address, tls=self.ssl is not None))

@@ -31,6 +31,7 @@ from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.scripts.watch import StatKey, stat_key
 from asyncwsgi.server.host import Host
+from asyncwsgi.server.process import restrict_unix_socket
 from asyncwsgi.server.sockets import describe, open_socket, systemd_sockets
 from asyncwsgi.settings import BindAddress
 
@@ -230,6 +231,8 @@ class Supervisor(Host):
                 copy_binds.append(dataclasses.replace(held, port=port))
             else:
                 sock = open_socket(address, self.config.backlog)
+                if address.kind == "unix":
+                    restrict_unix_socket(address.path, self.config)
                 sock.set_inheritable(True)
                 copy_binds.append(BindAddress("fd", fd=sock.fileno()))
             self.sockets.append(sock)
