@@ -195,7 +195,7 @@ def _print_addresses(addresses: list[str]) -> None:
         print(f"Listening on {address}", flush=True)
 
 
-CONTROL_COMMANDS = ("reload", "status")
+CONTROL_COMMANDS = ("reload", "status", "dump")
 EXIT_COMMAND_FAILED = 1  # the server answered "error ..."
 EXIT_UNREACHABLE = 2  # no server could be reached
 
@@ -206,6 +206,9 @@ def build_control_parser(command: str) -> argparse.ArgumentParser:
         "reload": "Restart a daemon process group of a running asyncwsgi server, one process "
         "at a time (every group when GROUP is not given).",
         "status": "Show the state of a running asyncwsgi server (one line: ok and JSON).",
+        "dump": "Print every thread of every process of a running asyncwsgi server (the "
+        "server, its daemon processes or copies) with the request it serves and its "
+        "Python stack; GROUP: the server and that daemon group only.",
     }
     parser = argparse.ArgumentParser(
         prog=f"python -m asyncwsgi {command}",
@@ -214,7 +217,7 @@ def build_control_parser(command: str) -> argparse.ArgumentParser:
         "2 when no server can be reached. To serve a script file named "
         f"{command}, give it as ./{command}.",
     )
-    if command == "reload":
+    if command in ("reload", "dump"):
         parser.add_argument("group", nargs="?", metavar="GROUP", help="process group name")
     parser.add_argument(
         "--control-socket",
@@ -267,6 +270,11 @@ def control_main(argv: Sequence[str]) -> int:
     except ControlError as exc:
         print(f"asyncwsgi: error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    if command == "dump" and answer.startswith("ok "):
+        import json
+
+        print(json.loads(answer[3:]), end="")
+        return EXIT_OK
     if answer == "ok" or answer.startswith("ok "):
         print(answer)
         return EXIT_OK

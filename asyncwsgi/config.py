@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 MODES = ("embedded", "daemon")
-DAEMON_ONLY = ("maximum_requests", "restart_interval", "request_timeout")
+DAEMON_ONLY = ("maximum_requests", "restart_interval")
 
 _GROUP_HINT = "use WSGIDaemonProcess and WSGIProcessGroup (or process-group= on WSGIScriptAlias)"
 
@@ -131,7 +131,9 @@ class ProcessSettings:
     request_timeout: float = option(
         0.0,
         Seconds(off_at_zero=True),
-        "daemon mode: a request running longer gets 504 and its process is replaced (0: never)",
+        "a request running longer gets 504 and its Python stack is logged; daemon mode: its "
+        "process is replaced; embedded mode: its thread is left to finish, counted as stuck "
+        "(0: never)",
         directive="request-timeout",
         site=EVERY_GROUP,
     )
@@ -427,6 +429,12 @@ class Config(ProcessSettings):
         "started as root: bind the sockets and open the logs, then run as this user (with "
         "its groups, or GROUP); daemon processes and copies too",
         flag="--user",
+    )
+    slow_request: float = option(
+        0.0,
+        Seconds(off_at_zero=True),
+        "log the Python stack of a request still running after S seconds (method, path, "
+        "age, thread), once; in daemon processes too (0: never)",
     )
     metrics_bind: str = option(
         "",

@@ -633,6 +633,7 @@ def samples(pem: str) -> dict[str, tuple[list[str], Any]]:
         "socket_mode": (["--socket-mode", "660"], "660"),
         "socket_owner": (["--socket-owner", ":www-data"], ":www-data"),
         "server_user": (["--user", "root"], "root"),
+        "slow_request": (["--slow-request", "10"], 10.0),
         "static": (["--static", "/s=/srv/a", "--static", "/t=/srv/b"], ("/s=/srv/a", "/t=/srv/b")),
         "reload_on_changes": (["--reload-on-changes"], True),
         "reload_extra": (

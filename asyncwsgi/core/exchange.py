@@ -160,6 +160,12 @@ class LoopExchange(RequestHead):
     def loop_abort(self) -> None:
         raise NotImplementedError
 
+    def loop_time_out(self, status: str, message: bytes) -> None:
+        """The request ran too long: answer ``status`` if nothing was sent yet, else end
+        the response; the connection is closed either way, and the writes of the worker
+        still running it fail quietly (``ClientDisconnected``)."""
+        self.loop_send_error(status, message)
+
 
 class ServerExchange(Exchange, LoopExchange):
     """An exchange that offers both sides: the HTTP server's. A runner may answer it from

@@ -124,6 +124,14 @@ def _ids(settings: ProcessSettings) -> tuple[int, int]:
     return uid, gid
 
 
+def owner(settings: ProcessSettings) -> tuple[int, int]:
+    """(uid, gid) the processes run as when that is another user's; (-1, -1) otherwise."""
+    uid, gid = _ids(settings)
+    if uid >= 0 and uid != os.geteuid():
+        return uid, gid
+    return -1, -1
+
+
 def popen_options(settings: ProcessSettings) -> dict[str, Any]:
     """``subprocess.Popen`` keywords for the options: cwd, env, user, group, umask."""
     options: dict[str, Any] = {}

@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from queue import SimpleQueue
@@ -52,12 +53,15 @@ from asyncwsgi.logs import reopen as reopen_logs
 from asyncwsgi.logs import setup_logging
 from asyncwsgi.processes import EXIT_BOOT_FAILED, die_with_parent, report
 from asyncwsgi.processes.affinity import hold_to
+from asyncwsgi.processes.dumps import write_dump
 from asyncwsgi.scripts.loader import is_script_path, load_script, load_target
 from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import trust_for
 from asyncwsgi.wsgi.response import FileWrapper, call_application
+from asyncwsgi.wsgi.running import RequestWatch, RunningRequests
+from asyncwsgi.wsgi.running import dump as dump_threads
 from asyncwsgi.wsgi.types import Environ, WSGIApplication
 
 __all__ = [
@@ -96,7 +100,8 @@ _DRAINED: Final = "drained"
 _EOF: Final = "end of input"
 _BROKEN: Final = "protocol error"
 _REOPEN: Final = "SIGUSR2"  # the front's SIGUSR1: open the log files again
-_SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT}
+_DUMP: Final = "SIGURG"  # the front's dump command: write the threads to a file
+_SIGNALS: Final = {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGURG, signal.SIGINT}
 
 
 def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
@@ -137,8 +142,15 @@ class Daemon:
         forwarded_allow_ips: str,
         send_timeout: float = config.default("send_timeout"),
         on_ping: Callable[[], None] | None = None,
+        slow_request: float = 0.0,
+        request_timeout: float = 0.0,
+        dump_dir: str = "",
     ) -> None:
         self.sock = sock
+        self.dump_dir = dump_dir
+        self.watch = RequestWatch(
+            None, lambda: (self.running,), slow=slow_request, timeout=request_timeout
+        )
         self.on_ping = on_ping  # the reader thread calls it on each PING
         self.app = app
         self.events = events
@@ -164,6 +176,8 @@ class Daemon:
         self._trust = trust_for(forwarded_allow_ips)
         self._pool: ThreadPool | None = None
         self._protocol_error: ProtocolError | None = None
+        # The requests the workers run, for --slow-request, request-timeout and dump.
+        self.running = RunningRequests()
 
     # -- main thread -------------------------------------------------------------------
 
@@ -177,6 +191,8 @@ class Daemon:
             self._pool = ThreadPool(self.threads, name="asyncwsgi-daemon")
             reader = threading.Thread(target=self._read, name="asyncwsgi-reader", daemon=True)
             reader.start()
+            if self.watch.slow or self.watch.timeout:
+                threading.Thread(target=self._watch, name="asyncwsgi-watch", daemon=True).start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         hello = wire.encode_hello(
@@ -199,6 +215,15 @@ class Daemon:
                 self._send_quietly(wire.encode_retire(wire.RetireReason.SIGNAL))
             elif event == _REOPEN:
                 reopen_logs()
+            elif event == _DUMP and self.dump_dir:
+                header = (
+                    f"== process {os.getpid()}: daemon group {self.group!r}, "
+                    f"generation {self.generation}"
+                )
+                try:
+                    write_dump(self.dump_dir, dump_threads((self.running,), header))
+                except OSError as exc:
+                    logger.error("cannot write the dump to %s: %s", self.dump_dir, exc)
             elif event == _DRAINED:
                 logger.debug("drained; exiting")
                 return EXIT_OK, False
@@ -342,6 +367,12 @@ class Daemon:
         assert self._pool is not None
         self._pool.submit(self._serve, stream, None)
 
+    def _watch(self) -> None:
+        """A thread of its own: the slow and overdue requests, logged with their stacks."""
+        while not self.broken:
+            time.sleep(self.watch.interval)
+            self.watch.check()
+
     def _on_other(self, frame: wire.Frame) -> None:
         if isinstance(frame, wire.BodyEnd):
             stream = self.streams.get(frame.stream_id)
@@ -371,11 +402,13 @@ class Daemon:
     # -- worker threads ----------------------------------------------------------------
 
     def _serve(self, stream: DaemonStream, _: object) -> None:
+        self.running.started(stream)
         try:
             environ = self._environ(stream)
             if environ is not None:
                 call_application(self.app, environ, stream)
         finally:
+            self.running.done()
             try:
                 if not stream.ended:  # every stream ends, whatever the application did
                     stream.abort()
@@ -428,7 +461,10 @@ class DaemonSpec:
     report_files: bool = False
     site_packages: bool = False  # report modules from site-packages too
     cpu: int = -1  # the core to hold the process to (--cpu-affinity; -1: any)
+    slow_request: float = 0.0  # --slow-request: log a request's stack after this long
+    request_timeout: float = 0.0  # log a request's stack as the front answers it 504
     python_path: tuple[str, ...] = ()  # python-path=: first on sys.path
+    dump_dir: str = ""  # where this process writes its threads on SIGURG (dump)
     error_logfile: str = ""  # --error-logfile: this process's stderr, reopened on SIGUSR2
     log_config: str = ""  # --log-config
 
@@ -534,12 +570,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     events: SimpleQueue[str] = SimpleQueue()
 
     def enqueue(signum: int, frame: FrameType | None) -> None:
-        named = {signal.SIGTERM: _TERM, signal.SIGUSR2: _REOPEN}
+        named = {signal.SIGTERM: _TERM, signal.SIGUSR2: _REOPEN, signal.SIGURG: _DUMP}
         events.put(named.get(signal.Signals(signum), _RETIRE))
 
     # SIGUSR1/2 would kill the process by default; during the import they wait in the queue.
     signal.signal(signal.SIGUSR1, enqueue)
     signal.signal(signal.SIGUSR2, enqueue)
+    signal.signal(signal.SIGURG, enqueue)
     try:
         setup_logging(
             spec.log_level, access=False, error_file=spec.error_logfile, config_file=spec.log_config
@@ -590,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         forwarded_allow_ips=spec.forwarded_allow_ips,
         send_timeout=spec.send_timeout,
         on_ping=on_ping,
+        slow_request=spec.slow_request,
+        request_timeout=spec.request_timeout,
+        dump_dir=spec.dump_dir,
     )
     status, at_once = daemon.run()
     if at_once:

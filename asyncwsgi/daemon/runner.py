@@ -41,6 +41,7 @@ from asyncwsgi.daemon import launch, wire
 from asyncwsgi.daemon.link import DaemonLink, answer
 from asyncwsgi.processes import Child, ChildState, ProcessGroup
 from asyncwsgi.processes.affinity import CORES
+from asyncwsgi.processes.dumps import collect, make_dump_dir, remove_dump_dir
 from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.watch import FileWatch, StatKey, TickStat, stat_key
@@ -75,6 +76,7 @@ class DaemonRunner:
         cpu_affinity: bool = False,
         error_logfile: str = "",
         log_config: str = "",
+        slow_request: float = 0.0,
     ) -> None:
         self.app = os.path.abspath(app) if is_script_path(app) else app
         self.title = title
@@ -92,6 +94,8 @@ class DaemonRunner:
         self.cpu_affinity = cpu_affinity
         self.error_logfile = "" if error_logfile == "-" else error_logfile
         self.log_config = log_config
+        self.slow_request = slow_request
+        self.dump_dir = ""  # made at start: where the processes write their dumps
         self.watcher: ChangeWatcher | None = None
         if reload_on_changes:
             self.watcher = ChangeWatcher(
@@ -134,6 +138,8 @@ class DaemonRunner:
         the application does not load)."""
         self._loop = asyncio.get_running_loop()
         launch.check(self.settings, self.group.label)
+        uid, gid = launch.owner(self.settings)
+        self.dump_dir = make_dump_dir(uid, gid)
         if self.script:
             self._script_key = stat_key(self.script)
         self._last_look = time.monotonic()
@@ -156,11 +162,17 @@ class DaemonRunner:
             answer(exchange, "503 Service Unavailable")
         self.queue.clear()
         await self.group.close()
+        if self.dump_dir:
+            remove_dump_dir(self.dump_dir)
         if self._stat_thread is not None:
             self._stat_thread.shutdown(wait=False)
 
     def restart(self, reason: str) -> None:
         self.group.restart(reason)
+
+    async def dump(self) -> list[str]:
+        """``dump``: the threads of each process of the group."""
+        return await collect(self.group.children, self.dump_dir)
 
     def reopen_logs(self) -> None:
         """SIGUSR1 reached the front: each daemon process opens its log files again."""
@@ -199,6 +211,9 @@ class DaemonRunner:
                     python_path=settings.python_path,
                     error_logfile=self.error_logfile,
                     log_config=self.log_config,
+                    slow_request=self.slow_request,
+                    request_timeout=self.request_timeout,
+                    dump_dir=self.dump_dir,
                 ),
                 launch.interpreter(settings),
                 launch.server_paths(),

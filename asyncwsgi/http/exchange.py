@@ -39,6 +39,7 @@ from asyncwsgi.http.framing import (
     Head,
     build_head,
     chunk,
+    simple_response,
 )
 
 if TYPE_CHECKING:
@@ -412,6 +413,24 @@ class HttpExchange(ServerExchange):
         if not self.finished:
             self.finished = True
             self._protocol.abort_connection()
+
+    def loop_time_out(self, status: str, message: bytes) -> None:
+        protocol = self._protocol
+        with protocol.lock:  # no worker is inside a direct write meanwhile
+            if self.finished or protocol.disconnected:
+                return
+            answer = self.head is None
+            self.finished = True
+            # From now on the worker's writes raise ClientDisconnected.
+            protocol.disconnected = True
+            protocol.deadline = 0.0
+            protocol._release_fd()
+        if answer:
+            data = simple_response(status, message, self._state.server_headers, close=True)
+            protocol.transport.write(data)
+            protocol.transport.close()  # after the answer is flushed
+        else:
+            protocol.transport.abort()
 
     def _loop_send(self, data: bytes, final: bool) -> None:
         protocol = self._protocol

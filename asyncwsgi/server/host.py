@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +21,13 @@ from asyncwsgi import logs, notify
 from asyncwsgi.config import Config
 from asyncwsgi.control import ControlError, ControlServer, resolve_control_path
 from asyncwsgi.errors import ConfigError
+from asyncwsgi.processes.dumps import write_dump
+from asyncwsgi.wsgi.running import dump as dump_threads
 
 logger = logging.getLogger("asyncwsgi.error")
 
-SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGURG")
+DUMP_ENV = "ASYNCWSGI_DUMP_DIR"  # where a copy writes its dump (set by its supervisor)
 
 
 class Host:
@@ -164,7 +168,30 @@ class Host:
             return self.reload(args[0] if args else None)
         if command == "status" and not args:
             return "ok " + json.dumps(self.status(), sort_keys=True)
-        return f"error unknown command {' '.join(words)!r} (commands: reload [GROUP], status)"
+        if command == "dump" and len(args) <= 1:
+            try:
+                return "ok " + json.dumps(await self.dump(args[0] if args else None))
+            except ValueError as exc:
+                return f"error {exc}"
+        return (
+            f"error unknown command {' '.join(words)!r} (commands: reload [GROUP], status, "
+            "dump [GROUP])"
+        )
+
+    async def dump(self, group: str | None) -> str:
+        """``dump [GROUP]``: every thread of every process, with the request it serves."""
+        raise NotImplementedError
+
+    def handle_urg(self) -> None:
+        """SIGURG from a supervisor (``dump``): this copy writes its threads to the file
+        the supervisor reads."""
+        folder = os.environ.get(DUMP_ENV, "")
+        if folder:
+            write_dump(folder, self.own_dump())
+
+    def own_dump(self) -> str:
+        """This process's threads (the requests of its embedded mounts)."""
+        return dump_threads((), header=f"== process {os.getpid()}")
 
     def reload(self, group: str | None) -> str:
         """``reload [GROUP]``: restart one group, or every one."""

@@ -31,6 +31,7 @@ from asyncwsgi.settings import BindAddress
 from asyncwsgi.sites.runner import SiteRunner
 from asyncwsgi.static.mount import StaticFront
 from asyncwsgi.wsgi.pool import ThreadPool
+from asyncwsgi.wsgi.running import RunningRequests
 
 if TYPE_CHECKING:
     from asyncwsgi.http.exchange import HttpExchange
@@ -153,6 +154,16 @@ def daemon_runners(runner: object) -> list[DaemonRunner]:
     if isinstance(runner, SiteRunner):
         return list(runner.groups.values())
     return []
+
+
+def embedded_running(runner: object) -> list[RunningRequests]:
+    """The requests the server's own worker threads run, whatever the runner."""
+    if isinstance(runner, StaticFront):
+        runner = runner.inner
+    if isinstance(runner, SiteRunner):
+        return [m.embedded.running for m in runner.mounts if m.embedded is not None]
+    running = getattr(runner, "running", None)
+    return [running] if isinstance(running, RunningRequests) else []
 
 
 def _embedded(runner: object) -> tuple[ThreadPool | None, list[ScriptSource]]:

@@ -24,7 +24,7 @@ from asyncwsgi.settings import BindAddress, Entry, Flag, table
 
 ENV_PREFIX = "ASYNCWSGI_"
 # Environment variables of that prefix that are not settings (they are internal).
-_NOT_SETTINGS = frozenset({"ASYNCWSGI_COPY", "ASYNCWSGI_CPU"})
+_NOT_SETTINGS = frozenset({"ASYNCWSGI_COPY", "ASYNCWSGI_CPU", "ASYNCWSGI_DUMP_DIR"})
 
 
 def read_env_file(path: str) -> dict[str, str]:

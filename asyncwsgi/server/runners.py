@@ -12,6 +12,7 @@ server drives a :class:`Runner` and never asks which kind it is. Three kinds exi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from asyncwsgi.static.mount import StaticFront, check_folder
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import trust_for
 from asyncwsgi.wsgi.runner import WSGIRunner
+from asyncwsgi.wsgi.running import RequestWatch
 
 logger = logging.getLogger("asyncwsgi.error")
 
@@ -84,7 +86,9 @@ class EmbeddedRunner(WSGIRunner):
 
     def __init__(self, config: Config) -> None:
         # The script first: if it does not load, no thread has been started.
+        self.config = config
         self.source = make_source(config)
+        self.watch: RequestWatch | None = None
         self.pool = ThreadPool(config.threads, max_threads=config.max_threads)
         super().__init__(
             self.source,
@@ -94,9 +98,19 @@ class EmbeddedRunner(WSGIRunner):
         )
 
     async def start(self) -> None:
-        """Nothing to wait for: the script was loaded when the runner was made."""
+        """Nothing to wait for: the script was loaded when the runner was made. The
+        watch over slow and overdue requests starts."""
+        self.watch = RequestWatch(
+            asyncio.get_running_loop(),
+            lambda: (self.running,),
+            slow=self.config.slow_request,
+            timeout=self.config.request_timeout,
+        )
+        self.watch.start()
 
     async def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         await self.pool.stop()
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
@@ -108,7 +122,7 @@ class EmbeddedRunner(WSGIRunner):
 
     def status(self) -> dict[str, Any]:
         # A script that failed to re-load, while the last good version serves (or 500s).
-        return {"degraded": self.source.degraded}
+        return {"degraded": self.source.degraded, "stuck": self.running.stuck}
 
     def stop_note(self) -> str:
         return f"{self.source.stat_calls} stat(s) of the WSGI script"
@@ -149,5 +163,6 @@ def _app_runner(config: Config) -> Runner:
             cpu_affinity=config.cpu_affinity,
             error_logfile=config.error_logfile,
             log_config=config.log_config,
+            slow_request=config.slow_request,
         )
     return EmbeddedRunner(config)

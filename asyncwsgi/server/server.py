@@ -22,7 +22,13 @@ from asyncwsgi.http.protocol import HttpProtocol
 from asyncwsgi.http.state import HttpLimits, ServerState
 from asyncwsgi.logs import AccessLog
 from asyncwsgi.server.host import Host
-from asyncwsgi.server.metrics import MetricsServer, RequestMetrics, finished_hook
+from asyncwsgi.server.metrics import (
+    MetricsServer,
+    RequestMetrics,
+    daemon_runners,
+    embedded_running,
+    finished_hook,
+)
 from asyncwsgi.server.process import restrict_unix_socket
 from asyncwsgi.server.runners import make_runner
 from asyncwsgi.server.sockets import (
@@ -33,6 +39,7 @@ from asyncwsgi.server.sockets import (
     systemd_sockets,
 )
 from asyncwsgi.settings import parse_bind
+from asyncwsgi.wsgi.running import dump as dump_threads
 
 logger = logging.getLogger("asyncwsgi.error")
 access_logger = logging.getLogger("asyncwsgi.access")
@@ -79,6 +86,21 @@ class Server(Host):
 
     def reopen_children(self) -> None:
         self.runner.reopen_logs()
+
+    def own_dump(self) -> str:
+        header = f"== process {os.getpid()}: server ({self.config.mode} mode)"
+        return dump_threads(embedded_running(self.runner), header)
+
+    async def dump(self, group: str | None) -> str:
+        groups = daemon_runners(self.runner)
+        if group is not None and group not in (d.group.name for d in groups):
+            names = ", ".join(d.group.name for d in groups) or "none"
+            raise ValueError(f"no daemon group named {group!r} (groups: {names})")
+        parts = [self.own_dump()]
+        for daemons in groups:
+            if group is None or daemons.group.name == group:
+                parts += await daemons.dump()
+        return "\n\n".join(parts)
 
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {

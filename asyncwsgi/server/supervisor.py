@@ -26,11 +26,12 @@ from typing import Any
 from asyncwsgi.config import Config, ProcessSettings
 from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
 from asyncwsgi.processes.affinity import CORES, CPU_ENV
+from asyncwsgi.processes.dumps import collect, make_dump_dir, remove_dump_dir
 from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
 from asyncwsgi.scripts.loader import is_script_path
 from asyncwsgi.scripts.sources import ImportedFiles
 from asyncwsgi.scripts.watch import StatKey, stat_key
-from asyncwsgi.server.host import Host
+from asyncwsgi.server.host import DUMP_ENV, Host
 from asyncwsgi.server.process import restrict_unix_socket
 from asyncwsgi.server.sockets import describe, open_socket, systemd_sockets
 from asyncwsgi.settings import BindAddress
@@ -113,16 +114,20 @@ class CopyLauncher:
     """Starts copies of the server for the pool manager; a copy reports READY (and, with
     ``--reload-on-changes``, the files it imported) on its report pipe."""
 
-    def __init__(self, config: Config, binds: list[BindAddress], pass_fds: list[int]) -> None:
+    def __init__(
+        self, config: Config, binds: list[BindAddress], pass_fds: list[int], dump_dir: str
+    ) -> None:
         self.config = config
         self.binds = binds
         self.pass_fds = pass_fds
+        self.dump_dir = dump_dir  # where a copy writes its threads on SIGURG (dump)
 
     def spawn(self, child: Child) -> subprocess.Popen[bytes]:
         # The supervisor alone speaks to systemd (sockets, READY=1).
         skip = ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
         env = {k: v for k, v in os.environ.items() if k not in skip}
         env[COPY_ENV] = copy_settings(self.config, self.binds, child.report_fd)
+        env[DUMP_ENV] = self.dump_dir
         if self.config.cpu_affinity:
             env[CPU_ENV] = str(CORES.take(child))
         return subprocess.Popen(
@@ -152,9 +157,18 @@ class Supervisor(Host):
         super().__init__(config)
         self.sockets: list[socket.socket] = []
         self.group: ProcessGroup | None = None
+        self.dump_dir = ""  # made at start: where the copies write their dumps
         self.watcher: ChangeWatcher | None = None
         self._script_key: StatKey | None = None
         self._script_timer: asyncio.TimerHandle | None = None
+
+    async def dump(self, group: str | None) -> str:
+        if group is not None:
+            raise ValueError("copies of an embedded server have no daemon groups; give no GROUP")
+        parts = [self.own_dump()]
+        if self.group is not None:
+            parts += await collect(self.group.children, self.dump_dir)
+        return "\n\n".join(parts)
 
     def reopen_children(self) -> None:
         """Each copy reopens its own log files (a copy is a whole server)."""
@@ -237,10 +251,12 @@ class Supervisor(Host):
                 copy_binds.append(BindAddress("fd", fd=sock.fileno()))
             self.sockets.append(sock)
             self.addresses.append(describe(sock, address, tls=bool(self.config.certfile)))
+        self.dump_dir = make_dump_dir()
         launcher = CopyLauncher(
             self.config,
             copy_binds,
             [b.fd for b in copy_binds if b.kind == "fd"],
+            self.dump_dir,
         )
         if self.config.reload_on_changes:
             self.watcher = ChangeWatcher(
@@ -284,6 +300,8 @@ class Supervisor(Host):
         await self.close_control()
         if self.group is not None:
             await self.group.close()
+        if self.dump_dir:
+            remove_dump_dir(self.dump_dir)
         for sock in self.sockets:
             sock.close()
         for address in self.config.bind:

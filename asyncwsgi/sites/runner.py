@@ -47,6 +47,7 @@ from asyncwsgi.wsgi.environ import decode_path
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust, trust_for
 from asyncwsgi.wsgi.runner import WSGIRunner
+from asyncwsgi.wsgi.running import RequestWatch
 from asyncwsgi.wsgi.types import WSGIApplication
 
 logger = logging.getLogger("asyncwsgi.error")
@@ -256,6 +257,7 @@ class SiteRunner:
         _embedded_paths(site)  # before the embedded mounts' scripts load
         trust = trust_for(config.forwarded_allow_ips)
         self.statics: list[StaticMount] = []
+        self.watch: RequestWatch | None = None
         try:
             main: list[tuple[str, _Target]] = [
                 (m.path, self._mount(None, m, trust)) for m in site.mounts
@@ -347,6 +349,7 @@ class SiteRunner:
                     cpu_affinity=config.cpu_affinity,
                     error_logfile=config.error_logfile,
                     log_config=config.log_config,
+                    slow_request=config.slow_request,
                 )
                 self.groups[group_name] = daemons
             site_mount.daemons = daemons
@@ -383,7 +386,15 @@ class SiteRunner:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every daemon group and wait until all are READY."""
+        """Start every daemon group and wait until all are READY; watch the embedded
+        mounts' slow and overdue requests."""
+        self.watch = RequestWatch(
+            self.loop,
+            lambda: [m.embedded.running for m in self.mounts if m.embedded is not None],
+            slow=self.config.slow_request,
+            timeout=self.config.request_timeout,
+        )
+        self.watch.start()
         try:
             for runner in self.groups.values():
                 await runner.start()
@@ -425,6 +436,8 @@ class SiteRunner:
     async def close(self) -> None:
         """Stop the worker threads, the daemon groups and this site's helper thread (the
         server calls it once its connections are done)."""
+        if self.watch is not None:
+            self.watch.stop()
         await self.pool.stop()
         for runner in self.groups.values():
             await runner.close()

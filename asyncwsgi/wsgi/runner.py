@@ -11,6 +11,7 @@ from asyncwsgi.wsgi.environ import base_environ, build_environ
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.response import FileWrapper, call_application
+from asyncwsgi.wsgi.running import RunningRequests
 from asyncwsgi.wsgi.types import AppSource
 
 
@@ -30,6 +31,7 @@ class WSGIRunner:
         self._source = source
         self._proxy_trust = proxy_trust
         self._pool = pool
+        self.running = RunningRequests()
         self._base = base_environ(
             file_wrapper=FileWrapper,
             multiprocess=multiprocess,
@@ -43,12 +45,17 @@ class WSGIRunner:
 
     # Worker thread.
     def _serve(self, exchange: Exchange, ticket: object) -> None:
+        running = self.running
+        running.started(exchange)
         try:
-            app = self._source.resolve(ticket)
-        except ScriptLoadError:
-            exchange.send_error("500 Internal Server Error", INTERNAL_ERROR)
-            return
-        environ = build_environ(exchange, self._base)
-        if self._proxy_trust is not None:
-            self._proxy_trust.apply(environ)
-        call_application(app, environ, exchange)
+            try:
+                app = self._source.resolve(ticket)
+            except ScriptLoadError:
+                exchange.send_error("500 Internal Server Error", INTERNAL_ERROR)
+                return
+            environ = build_environ(exchange, self._base)
+            if self._proxy_trust is not None:
+                self._proxy_trust.apply(environ)
+            call_application(app, environ, exchange)
+        finally:
+            running.done()
