@@ -515,7 +515,7 @@ def bench_server(spec: ServerSpec, cfg: BenchConfig, checkout: Path | None = Non
     env = dict(os.environ)
     env.update(spec.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH", "")) if p)
-    env["ASYNCWSGI_BENCH_APP"] = str(cfg.app_script)
+    env["BENCH_APP_SCRIPT"] = str(cfg.app_script)
     env[TMP_ENV] = str(cfg.workdir)
     url = f"http://{HOST}:{port}/"
     cwd = REPO_ROOT

@@ -5,7 +5,7 @@ Within a scenario every server runs the same WSGI script: hello world
 the scenario names another one in ``benchmarks/apps/`` (:attr:`Scenario.app`).
 asyncwsgi loads it by path, the peers import it through ``benchmarks/apps/hello_app.py``
 (``hello_app:application``), which re-executes the script named by
-``$ASYNCWSGI_BENCH_APP``.
+``$BENCH_APP_SCRIPT``.
 
 All peers are started as ``sys.executable -m PACKAGE`` so that the interpreter
 running the benchmark (and its virtualenv) is the one serving, without relying

@@ -70,9 +70,14 @@ def settings_from_env(env: Mapping[str, str], given: Iterable[str]) -> dict[str,
             continue
         item = known.get(name)
         if item is None:
-            if name == ENV_PREFIX + "ENV_FILE":
-                continue  # the command line reads it first
-            raise ConfigError(f"{name}: no such setting (the variables are {ENV_PREFIX}<OPTION>)")
+            if name != ENV_PREFIX + "ENV_FILE":  # the command line reads that one first
+                # Not an error: other tools may use the prefix. Said, for the typo's sake.
+                print(
+                    f"asyncwsgi: warning: {name} is no setting; ignored (the settings are "
+                    f"{ENV_PREFIX}<OPTION>, e.g. {ENV_PREFIX}THREADS)",
+                    file=sys.stderr,
+                )
+            continue
         if item.name in taken:
             continue
         kind = item.option.kind

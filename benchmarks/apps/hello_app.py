@@ -2,7 +2,7 @@
 
 Peer servers (gunicorn, waitress, uvicorn, granian) need ``hello_app:application``.
 So that every server runs the very same code as asyncwsgi, this module executes
-the script named by ``$ASYNCWSGI_BENCH_APP`` (set by ``benchmarks/run.py``) and
+the script named by ``$BENCH_APP_SCRIPT`` (set by ``benchmarks/run.py``) and
 re-exports its ``application``; without it, the sibling ``hello.wsgi`` is used.
 """
 
@@ -12,6 +12,6 @@ import os
 import runpy
 from pathlib import Path
 
-_SCRIPT = os.environ.get("ASYNCWSGI_BENCH_APP") or str(Path(__file__).with_name("hello.wsgi"))
+_SCRIPT = os.environ.get("BENCH_APP_SCRIPT") or str(Path(__file__).with_name("hello.wsgi"))
 
 application = runpy.run_path(_SCRIPT, run_name="hello_wsgi")["application"]

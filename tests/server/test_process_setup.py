@@ -77,12 +77,18 @@ def test_settings_from_the_environment_and_where_each_came_from(site: Path) -> N
     [
         ({"ASYNCWSGI_THREADS": "many"}, "ASYNCWSGI_THREADS: "),
         ({"ASYNCWSGI_ACCESS_LOG": "perhaps"}, "ASYNCWSGI_ACCESS_LOG: expected on or off"),
-        ({"ASYNCWSGI_NO_SUCH_THING": "1"}, "ASYNCWSGI_NO_SUCH_THING: no such setting"),
     ],
 )
 def test_a_bad_variable_is_named_and_exits_2(site: Path, env: dict[str, str], message: str) -> None:
     done = run_cli(site, "app.wsgi", "--print-config", env=env)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_an_unknown_variable_is_said_and_ignored(site: Path) -> None:
+    done = run_cli(site, "app.wsgi", "--print-config", env={"ASYNCWSGI_THREDS": "4"})
+    assert done.returncode == 0
+    assert "ASYNCWSGI_THREDS is no setting; ignored" in done.stderr
+    assert shown(done.stdout, "--threads") == ["8", "default"]
 
 
 def test_env_file_chdir_pythonpath_and_pid_file(site: Path, tmp_path: Path) -> None:
