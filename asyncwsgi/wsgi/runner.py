@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from asyncwsgi.core.exchange import Exchange
@@ -13,6 +15,9 @@ from asyncwsgi.wsgi.proxy import ProxyTrust
 from asyncwsgi.wsgi.response import FileWrapper, call_application
 from asyncwsgi.wsgi.running import RunningRequests
 from asyncwsgi.wsgi.types import AppSource
+
+_ident = threading.get_ident
+_clock = time.monotonic
 
 
 class WSGIRunner:
@@ -45,8 +50,12 @@ class WSGIRunner:
 
     # Worker thread.
     def _serve(self, exchange: Exchange, ticket: object) -> None:
+        # What this thread runs, for --slow-request, --request-timeout and dump (inline:
+        # two calls of RunningRequests' would cost more than the bookkeeping itself).
         running = self.running
-        running.started(exchange)
+        by_thread = running.by_thread
+        thread = _ident()
+        by_thread[thread] = (exchange, _clock())
         try:
             try:
                 app = self._source.resolve(ticket)
@@ -58,4 +67,6 @@ class WSGIRunner:
                 self._proxy_trust.apply(environ)
             call_application(app, environ, exchange)
         finally:
-            running.done()
+            del by_thread[thread]
+            if running.reported or running.timed_out:
+                running.forget(exchange)

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from asyncwsgi.core.exchange import LoopExchange, RequestHead
 
 logger = logging.getLogger("asyncwsgi.error")
+_ident = threading.get_ident
+_clock = time.monotonic
 
 
 def describe(exchange: RequestHead, started: float, now: float, thread: str) -> str:
@@ -37,23 +39,27 @@ class RunningRequests:
     each thread serves."""
 
     def __init__(self) -> None:
-        self._by_thread: dict[int, tuple[RequestHead, float]] = {}
+        self.by_thread: dict[int, tuple[RequestHead, float]] = {}
         self.reported: set[int] = set()  # id() of requests logged as slow
         self.timed_out: dict[int, int] = {}  # id() of requests answered 504 -> thread
 
     # Worker thread.
     def started(self, exchange: RequestHead) -> None:
-        self._by_thread[threading.get_ident()] = (exchange, time.monotonic())
+        self.by_thread[_ident()] = (exchange, _clock())
 
     def done(self) -> None:
-        exchange, _ = self._by_thread.pop(threading.get_ident(), (None, 0.0))
-        if exchange is not None and (self.reported or self.timed_out):
-            self.reported.discard(id(exchange))
-            self.timed_out.pop(id(exchange), None)
+        entry = self.by_thread.pop(_ident(), None)
+        if (self.reported or self.timed_out) and entry is not None:
+            self.forget(entry[0])
+
+    def forget(self, exchange: RequestHead) -> None:
+        """The request is over: no longer slow or stuck."""
+        self.reported.discard(id(exchange))
+        self.timed_out.pop(id(exchange), None)
 
     # Anyone.
     def snapshot(self) -> dict[int, tuple[RequestHead, float]]:
-        return dict(self._by_thread)
+        return dict(self.by_thread)
 
     def older_than(self, age: float) -> list[tuple[int, RequestHead, float]]:
         limit = time.monotonic() - age
