@@ -26,11 +26,12 @@ _ident = threading.get_ident
 _clock = time.monotonic
 
 
-def describe(exchange: RequestHead, started: float, now: float, thread: str) -> str:
+def describe(exchange: RequestHead, started: float, now: float, thread: str = "") -> str:
     target = exchange.path.decode("latin-1")
     if exchange.query:
         target += "?" + exchange.query.decode("latin-1")
-    return f"{exchange.method} {target} for {now - started:.1f} s on thread {thread!r}"
+    where = f" on thread {thread!r}" if thread else ""
+    return f"{exchange.method} {target} for {now - started:.1f} s{where}"
 
 
 class RunningRequests:
@@ -97,7 +98,7 @@ def dump(requests: Iterable[RunningRequests] = (), header: str = "") -> str:
     for ident, frame in sorted(sys._current_frames().items()):
         name = thread_name(ident)
         serving = running.get(ident)
-        what = f" -- {describe(*serving, now, name)}" if serving is not None else ""
+        what = f" -- {describe(*serving, now)}" if serving is not None else ""
         parts.append(f"Thread {name!r}{what}:\n" + "".join(traceback.format_stack(frame)))
     return "\n".join(parts)
 
