@@ -50,7 +50,8 @@ def _add_setting(parser: argparse.ArgumentParser, item: Entry) -> None:
     assert item.flag is not None
     flags = [item.flag] if meta.short is None else [meta.short, item.flag]
     default = meta.shown_default or meta.kind.show(item.default) or "empty"
-    text = f"{meta.help} (default: {default})"
+    # argparse formats help with %: the access log atoms (%(h)s) are written %%(h)s.
+    text = f"{meta.help} (default: {default})".replace("%", "%%")
     kwargs: dict[str, Any] = {"dest": item.name, "help": text, "default": None}
     if meta.negatable:
         kwargs["action"] = argparse.BooleanOptionalAction
