@@ -478,21 +478,26 @@ class DaemonSpec:
 
 
 # How a daemon process starts. The working folder is not on sys.path (mod_wsgi's daemons
-# do not import from it: an application's json.py must not hide the standard library's),
-# and the server's folders for asyncwsgi and its packages come after the interpreter's
-# own (a python-home= environment's packages win; daemon/launch.py). An environment with
-# an asyncwsgi of its own would run another version of the front's protocol: refused.
+# do not import from it: an application's json.py must not hide the standard library's).
+# With the server's own interpreter, the folder the server imported asyncwsgi from goes
+# first, so the daemon runs the very code of its front (a checkout beside an installed
+# copy, say). With another interpreter (python-home=), the server's folders for
+# asyncwsgi and its packages go last (the environment's packages win: daemon/launch.py),
+# and an environment with an asyncwsgi of its own is refused: it could speak another
+# version of the front's protocol.
 _BOOT = """\
 import sys
 del sys.path[0]
 import json, os
 paths = json.loads(sys.argv.pop(1))
-sys.path += [p for p in paths if p not in sys.path]
+if paths["first"]:
+    sys.path[:0] = paths["first"]
+sys.path += [p for p in paths["last"] if p not in sys.path]
 import asyncwsgi
 found = os.path.dirname(os.path.dirname(os.path.abspath(asyncwsgi.__file__)))
-if paths and found != paths[0]:
+if paths["last"] and found != paths["last"][0]:
     raise SystemExit(f"asyncwsgi daemon: this interpreter imports asyncwsgi from {found}, "
-                     f"not the server's from {paths[0]}; remove it from that environment")
+                     f"not the server's from {paths['last'][0]}; remove it from that environment")
 from asyncwsgi.daemon.process import main
 raise SystemExit(main())
 """
@@ -504,11 +509,16 @@ def command(
     """The argv that starts a daemon process: the spec as one JSON argument. ``python``:
     the interpreter (default: the server's); ``server_paths``: where the server imports
     asyncwsgi (first) and the packages a daemon needs from."""
+    own = python is None or python == sys.executable
+    paths = {
+        "first": list(server_paths[:1]) if own else [],
+        "last": [] if own else list(server_paths),
+    }
     return [
         python or sys.executable,
         "-c",
         _BOOT,
-        json.dumps(list(server_paths)),
+        json.dumps(paths),
         json.dumps(asdict(spec)),
     ]
 

@@ -11,6 +11,7 @@ waits for. Every blocking read in the test has a deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -437,7 +438,8 @@ def wait_for_file(path: Path, timeout: float = TIMEOUT) -> None:
 def test_command_line_round_trips() -> None:
     spec = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="/srv/app.wsgi")
     argv = command(spec)
-    assert argv[0] == sys.executable and argv[1] == "-c" and argv[3] == "[]"
+    assert argv[0] == sys.executable and argv[1] == "-c"
+    assert json.loads(argv[3]) == {"first": [], "last": []}
     assert read_spec(argv[4:]) == spec
     other = DaemonSpec(fd=7, group="g", generation=3, threads=2, app="m:a", multiprocess=False)
     assert read_spec(command(other, "/venv/bin/python3", ["/srv"])[4:]) == other
@@ -453,13 +455,30 @@ def test_the_working_folder_is_not_on_the_daemons_path(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_servers_own_interpreter_imports_the_servers_asyncwsgi(tmp_path: Path) -> None:
+    # An installed copy of asyncwsgi beside the checkout the server runs from: the
+    # daemon imports the server's, first on its path.
+    (tmp_path / "installed" / "asyncwsgi").mkdir(parents=True)
+    (tmp_path / "installed" / "asyncwsgi" / "__init__.py").write_text("raise SystemExit(7)")
+    server = str(Path(__file__).parents[2])
+    argv = command(
+        DaemonSpec(fd=7, group="g", generation=1, threads=1, app="m:a"), server_paths=[server]
+    )
+    argv[2] = argv[2].replace("from asyncwsgi.daemon.process import main", "main = lambda: 0")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "installed")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
 def test_another_asyncwsgi_in_the_interpreters_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "elsewhere" / "asyncwsgi").mkdir(parents=True)
     (tmp_path / "elsewhere" / "asyncwsgi" / "__init__.py").write_text("")
     argv = command(
         DaemonSpec(fd=7, group="g", generation=1, threads=1, app="m:a"),
+        "/usr/bin/env",  # another interpreter (python-home=): its packages come first
         server_paths=[str(tmp_path / "server")],
     )
+    argv[0] = sys.executable
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "elsewhere")}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 1
