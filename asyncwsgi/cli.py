@@ -312,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _setup_logging(config)
         pid_file = PidFile(config.pid_file) if config.pid_file else None
+        if pid_file is not None and config.server_user:
+            pid_file.write()  # as root, where /run lets only root write
         # As root: the sockets bound and the logs open, then the user of --user.
         config = drop_privileges(config)
     except (OSError, ValueError, ConfigError) as exc:
@@ -320,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def ready(addresses: list[str]) -> None:
         _print_addresses(addresses)
-        if pid_file is not None:
+        if pid_file is not None and not config.server_user:
             pid_file.write()
 
     _set_title("asyncwsgi: main")

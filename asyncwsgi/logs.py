@@ -363,14 +363,19 @@ def reopen() -> int:
     for handler in _file_handlers():
         handler.acquire()
         try:
-            if handler.stream is not None:
-                handler.stream.close()
-            handler.stream = handler._open()
-            count += 1
+            # The new file first: if it cannot be opened, the old one goes on taking
+            # lines. Appended to, never truncated (a "w" handler would empty it).
+            handler.mode = "a"
+            fresh = handler._open()
         except OSError as exc:
             logging.getLogger("asyncwsgi.error").error(
-                "cannot reopen %s: %s", handler.baseFilename, exc
+                "cannot reopen %s (still writing to the old file): %s", handler.baseFilename, exc
             )
+        else:
+            old, handler.stream = handler.stream, fresh
+            if old is not None:
+                old.close()
+            count += 1
         finally:
             handler.release()
     return count

@@ -360,7 +360,10 @@ class HttpExchange(ServerExchange):
     @property
     def status_code(self) -> int:
         """The response's status (0 before its head): for the access log and metrics."""
-        return self.head.status_code if self.head is not None else 0
+        if self.head is not None:
+            return self.head.status_code
+        error = self.error_status  # answered by the server itself (a timeout's 504)
+        return int(error[:3]) if error[:3].isdigit() else 0
 
     # -- the connection's door (loop side) ---------------------------------------------
 
@@ -425,12 +428,18 @@ class HttpExchange(ServerExchange):
             protocol.disconnected = True
             protocol.deadline = 0.0
             protocol._release_fd()
+        transport = protocol.transport
         if answer:
+            self.error_status = status  # what the access log and the metrics count
             data = simple_response(status, message, self._state.server_headers, close=True)
-            protocol.transport.write(data)
-            protocol.transport.close()  # after the answer is flushed
+            transport.write(data)
+            transport.close()  # after the answer is flushed ...
+            # ... unless the client takes none of it: then dropped, as any slow client.
+            self._state.loop.call_later(protocol.limits.send_timeout, transport.abort)
         else:
-            protocol.transport.abort()
+            transport.abort()
+        if self._state.on_finish is not None:
+            self._state.on_finish(self)
 
     def _loop_send(self, data: bytes, final: bool) -> None:
         protocol = self._protocol

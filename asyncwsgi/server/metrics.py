@@ -67,6 +67,7 @@ class RequestMetrics:
         self.root = root_path or "/"
         self._local = threading.local()
         self._tables: list[tuple[threading.Thread, _Table]] = []
+        self._registering = threading.Lock()  # a thread's first request; a scrape's prune
         self._retired: _Table = {}
 
     def observe(self, exchange: HttpExchange, took: float) -> None:
@@ -75,7 +76,8 @@ class RequestMetrics:
             table: _Table = self._local.table
         except AttributeError:
             table = self._local.table = {}
-            self._tables.append((threading.current_thread(), table))
+            with self._registering:
+                self._tables.append((threading.current_thread(), table))
         key = (exchange.script_name, exchange.status_code // 100)
         entry = table.get(key)
         if entry is None:
@@ -87,12 +89,13 @@ class RequestMetrics:
     def totals(self) -> _Table:
         """Event loop: every thread's counts summed, by (mount, status class)."""
         live = []
-        for thread, table in self._tables:
-            if thread.is_alive():
-                live.append((thread, table))
-            else:
-                _merge(self._retired, table)
-        self._tables[:] = live
+        with self._registering:
+            for thread, table in self._tables:
+                if thread.is_alive():
+                    live.append((thread, table))
+                else:
+                    _merge(self._retired, table)
+            self._tables[:] = live
         summed: _Table = {}
         _merge(summed, self._retired)
         for _, table in live:
@@ -299,7 +302,9 @@ class MetricsServer:
                 line = head.split(b"\r\n", 1)[0].split()
                 method, target = (line[0], line[1]) if len(line) == 3 else (b"", b"")
                 status, body, kind = self._answer(method, target.split(b"?", 1)[0])
-                close = b"connection: close" in head.lower()
+                close = b"connection: close" in head.lower() or (
+                    len(line) == 3 and line[2] == b"HTTP/1.0"
+                )
                 writer.write(
                     b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s"
                     % (

@@ -153,9 +153,9 @@ def _ids(user: str, group: str) -> tuple[int, int, str]:
 
 def drop_privileges(config: Config) -> Config:
     """``--user USER[:GROUP]`` on a server started as root: bind the sockets now, as root
-    (ports below 1024, sockets in root's folders), then become that user with its
-    groups. The rest of the server gets the sockets as ``fd://`` addresses. Without
-    root, an error (unless the user is already this one)."""
+    (ports below 1024, sockets in root's folders), give the log files to that user, then
+    become it with its groups (and its HOME). The rest of the server gets the sockets as
+    ``fd://`` addresses. Without root, an error (unless the user is already this one)."""
     user, _, group = config.server_user.partition(":")
     if not user:
         return config
@@ -167,10 +167,18 @@ def drop_privileges(config: Config) -> Config:
             f"--user {config.server_user}: the server must start as root to change user"
         )
     binds = tuple(_bound(address, config) for address in config.bind)
+    # The log files root opened: the user's, so that its copies and daemons can open
+    # them too, and a reopen after rotation can write.
+    for path in (config.access_logfile, config.error_logfile):
+        if path not in ("", "-"):
+            os.chown(path, uid, gid)
     os.setgroups(os.getgrouplist(name, gid))
     os.setgid(gid)
     os.setuid(uid)
-    os.environ.update(USER=name, LOGNAME=name)
+    import pwd
+
+    os.environ.update(USER=name, LOGNAME=name, HOME=pwd.getpwuid(uid).pw_dir)
+    os.environ.pop("XDG_RUNTIME_DIR", None)  # root's: the control socket goes elsewhere
     return config.replace(bind=binds)
 
 

@@ -150,6 +150,9 @@ class RequestWatch:
                     continue
                 if self.timeout and age >= self.timeout:
                     registry.timed_out[key] = ident
+                    if registry.by_thread.get(ident, (None,))[0] is not exchange:
+                        registry.timed_out.pop(key, None)  # it ended meanwhile
+                        continue
                     answered = isinstance(exchange, LoopExchange)
                     logger.error(
                         "request %s ran longer than %g s (--request-timeout); %s. Its stack:\n%s",
@@ -164,6 +167,9 @@ class RequestWatch:
                         exchange.loop_time_out("504 Gateway Timeout", b"Gateway Timeout\n")
                 elif self.slow and age >= self.slow and key not in registry.reported:
                     registry.reported.add(key)
+                    if registry.by_thread.get(ident, (None,))[0] is not exchange:
+                        registry.reported.discard(key)  # it ended meanwhile
+                        continue
                     logger.warning(
                         "slow request: %s (--slow-request %g). Its stack:\n%s",
                         describe(exchange, started, now, thread_name(ident)),

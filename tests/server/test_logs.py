@@ -220,3 +220,25 @@ def test_log_config_file(tmp_path: Path) -> None:
     assert bad.proc.wait(15) == 2
     bad.stop()
     assert "--log-config" in bad.stderr() and "bad.json" in bad.stderr()
+
+
+def test_a_reopen_that_fails_keeps_the_old_file(tmp_path: Path) -> None:
+    from asyncwsgi import logs
+
+    path = tmp_path / "access.log"
+    logger = logging.getLogger("test-reopen-failure")
+    logger.propagate = False
+    handler = logs.ReopenableFileHandler(str(path), encoding="utf-8")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before")
+        path.rename(tmp_path / "access.log.1")
+        path.mkdir()  # the new file cannot be opened
+        logs.reopen()
+        logger.info("after")  # still written, to the old file
+        handler.flush()
+        assert (tmp_path / "access.log.1").read_text() == "before\nafter\n"
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

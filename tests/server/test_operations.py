@@ -121,6 +121,13 @@ def test_health_readiness_and_the_drain(tmp_path: Path, app: Path) -> None:
     assert httpx.get(metrics + "/healthz").text == "ok\n"
     assert httpx.get(metrics + "/readyz").status_code == 200
     assert httpx.get(metrics + "/nothing").status_code == 404
+    host, port = metrics.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(4096):  # HTTP/1.0: closed after the answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok\n")
     assert httpx.get(server.url + "/metrics").text == "ok"  # the app's port has no metrics
     began = time.monotonic()
     server.signal(signal.SIGTERM)

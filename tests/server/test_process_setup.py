@@ -178,10 +178,13 @@ def test_user_binds_as_root_then_runs_as_that_user() -> None:
         pytest.skip("no interpreter of this Python version that 'nobody' may run")
     port = next(p for p in range(900, 1000) if _free(p))  # a port only root may bind
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(launch.server_paths())}
+    run = Path(tempfile.mkdtemp(prefix="asyncwsgi-run-"))  # only root may write here
+    run.chmod(0o755)
     server = subprocess.Popen(
         [*python, "-m", "asyncwsgi", "app.wsgi", "--bind", f"127.0.0.1:{port}", "--user",
          "nobody", "--pythonpath", "lib", "--control-socket", "none", "--mode", "daemon",
-         "--processes", "1"],
+         "--processes", "1", "--pid-file", str(run / "server.pid"),
+         "--error-logfile", str(folder / "error.log")],
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -198,6 +201,9 @@ def test_user_binds_as_root_then_runs_as_that_user() -> None:
         status = Path(f"/proc/{server.pid}/status").read_text()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
         assert uid_line.split()[1:] == [str(nobody)] * 4  # the server itself, for good
+        # Written as root where nobody cannot write; the log file handed to the user.
+        assert (run / "server.pid").read_text() == f"{server.pid}\n"
+        assert (folder / "error.log").stat().st_uid == nobody
     finally:
         server.terminate()
         server.wait(30)

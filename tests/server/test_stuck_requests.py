@@ -74,7 +74,7 @@ def test_a_slow_request_is_logged_once_with_its_stack(tmp_path: Path, mode: str)
 
 
 def test_request_timeout_in_embedded_mode(tmp_path: Path) -> None:
-    server = serve(tmp_path, "--request-timeout", "0.5", "--threads", "2")
+    server = serve(tmp_path, "--request-timeout", "0.5", "--threads", "2", "--access-log")
     try:
         began = time.monotonic()
         answer = httpx.get(server.url + "/sleep?2", timeout=10)
@@ -92,6 +92,8 @@ def test_request_timeout_in_embedded_mode(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "Traceback" not in server.stderr().split("Its stack:")[0]
+    # The 504 is logged as any answer is.
+    assert any('"GET /sleep?2 HTTP/1.1" 504 ' in line for line in server.stdout_lines)
 
 
 def dump(tmp_path: Path, *group: str) -> subprocess.CompletedProcess[str]:
