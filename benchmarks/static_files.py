@@ -19,17 +19,17 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import asyncwsgi_cmd
 import cpustat
+from run import free_port
+from switches import wait_serving
 from wrkparse import parse_wrk_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,24 +60,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_serving(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def start(name: str, folder: Path, static: Path) -> tuple[subprocess.Popen[bytes], int]:

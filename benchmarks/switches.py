@@ -23,17 +23,11 @@ import time
 from pathlib import Path
 
 import asyncwsgi_cmd
+from run import free_port
 from wrkparse import parse_wrk_output
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "examples" / "hello.wsgi"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def switches(pid: int) -> tuple[int, int, int]:

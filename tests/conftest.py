@@ -204,3 +204,33 @@ def control_status(path: Path, timeout: float = 10.0) -> dict[str, Any]:
     assert text.startswith("ok "), text
     result: dict[str, Any] = json.loads(text[3:])
     return result
+
+
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m asyncwsgi ARGS`` in ``cwd`` to completion (``env`` added to ours)."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "asyncwsgi", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def notifications(sock: socket.socket, until: str, timeout: float = 20) -> list[str]:
+    """sd_notify datagrams read from ``sock`` (a fake ``NOTIFY_SOCKET`` with a short
+    timeout), up to the first that starts with ``until``."""
+    found: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found.append(sock.recv(4096).decode())
+        except TimeoutError:
+            continue
+        if found[-1].startswith(until):
+            return found
+    raise AssertionError(f"no {until!r} in {found}")

@@ -103,25 +103,35 @@ def home_version(home: str) -> str:
     return found[-1] if len(found) == 1 else ""
 
 
-def _ids(settings: ProcessSettings) -> tuple[int, int]:
-    """(uid, gid) the options name; -1 where not given. The group defaults to the user's."""
+def user_ids(user: str, group: str = "") -> tuple[int, int]:
+    """(uid, gid) of a user (a name, or a bare uid) and group; -1 where not given. The
+    group defaults to the user's own. ``ValueError`` for a name this machine lacks.
+    (``user=``/``group=`` of a daemon group, and the server's ``--user``.)"""
     import grp
     import pwd
 
     uid = gid = -1
-    if settings.run_user:
-        user = settings.run_user
+    if user:
         try:
             entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
             uid, gid = entry.pw_uid, entry.pw_gid
         except KeyError:
             if not user.isdigit():
-                raise ConfigError(f"user={user}: no such user") from None
+                raise ValueError(f"no user {user!r} on this machine") from None
             uid = int(user)  # a uid with no passwd entry: no group of its own
-    if settings.run_group:
-        group = settings.run_group
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ValueError(f"no group {group!r} on this machine") from None
     return uid, gid
+
+
+def _ids(settings: ProcessSettings) -> tuple[int, int]:
+    try:
+        return user_ids(settings.run_user, settings.run_group)
+    except ValueError as exc:
+        raise ConfigError(f"user=/group=: {exc}") from None
 
 
 def owner(settings: ProcessSettings) -> tuple[int, int]:

@@ -22,7 +22,6 @@ READY (docs/DESIGN.md, "Script reloading").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -176,10 +175,7 @@ class DaemonRunner:
 
     def reopen_logs(self) -> None:
         """SIGUSR1 reached the front: each daemon process opens its log files again."""
-        for child in self.group.children:
-            if child.process is not None and child.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signal.SIGUSR2)
+        self.group.signal_all(signal.SIGUSR2)
 
     # -- Launcher (called by the pool manager) -----------------------------------------
 

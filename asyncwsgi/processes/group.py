@@ -70,7 +70,6 @@ class ProcessGroup:
         self.children: list[Child] = []
         self.failed = False
         self.closing = False
-        self.restarts = 0  # processes replaced so far (not counting crash respawns)
         # Processes replaced or respawned, by why: reload, crash, maximum_requests, ...
         self.replaced: collections.Counter[str] = collections.Counter()
         # A generation whose replacement did not boot: not tried again until restart()
@@ -87,6 +86,11 @@ class ProcessGroup:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public ------------------------------------------------------------------------
+
+    @property
+    def restarts(self) -> int:
+        """Processes replaced so far (crash respawns are not restarts)."""
+        return sum(n for reason, n in self.replaced.items() if reason != "crash")
 
     @property
     def label(self) -> str:
@@ -355,7 +359,6 @@ class ProcessGroup:
         child.state = ChildState.RETIRING
         if child.stale and not self.closing and not self.failed:
             # Replaced; not retired because the group failed (nothing replaces it then).
-            self.restarts += 1
             self.replaced[reason_kind(child.doomed)] += 1
         for timer in child._timers:
             timer.cancel()
@@ -390,6 +393,11 @@ class ProcessGroup:
         if child.state is not ChildState.EXITED:
             logger.warning("%s: killing process %d", self.label, child.pid)
             self._signal(child, signal.SIGKILL)
+
+    def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to every process of the group that has not exited."""
+        for child in list(self.children):
+            self._signal(child, signum)
 
     def _signal(self, child: Child, signum: int) -> None:
         process = child.process

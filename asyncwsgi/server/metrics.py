@@ -148,10 +148,14 @@ def _merge(into: _Table, table: _Table) -> None:
             entry[2] = [a + b for a, b in zip(entry[2], buckets, strict=True)]
 
 
+def _behind_static(runner: object) -> object:
+    """The application's runner, behind the --static mounts if any."""
+    return runner.inner if isinstance(runner, StaticFront) else runner
+
+
 def daemon_runners(runner: object) -> list[DaemonRunner]:
     """The daemon groups behind a server's runner, whatever its kind."""
-    if isinstance(runner, StaticFront):
-        runner = runner.inner
+    runner = _behind_static(runner)
     if isinstance(runner, DaemonRunner):
         return [runner]
     if isinstance(runner, SiteRunner):
@@ -161,8 +165,7 @@ def daemon_runners(runner: object) -> list[DaemonRunner]:
 
 def embedded_running(runner: object) -> list[RunningRequests]:
     """The requests the server's own worker threads run, whatever the runner."""
-    if isinstance(runner, StaticFront):
-        runner = runner.inner
+    runner = _behind_static(runner)
     if isinstance(runner, SiteRunner):
         return [m.embedded.running for m in runner.mounts if m.embedded is not None]
     running = getattr(runner, "running", None)
@@ -170,8 +173,7 @@ def embedded_running(runner: object) -> list[RunningRequests]:
 
 
 def _embedded(runner: object) -> tuple[ThreadPool | None, list[ScriptSource]]:
-    if isinstance(runner, StaticFront):
-        runner = runner.inner
+    runner = _behind_static(runner)
     if isinstance(runner, SiteRunner):
         return runner.pool, list(runner.sources.values())
     pool = getattr(runner, "pool", None)

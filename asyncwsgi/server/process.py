@@ -2,11 +2,12 @@
 (``ASYNCWSGI_<OPTION>``, ``--env-file``), the working folder and module path, the pid
 file, the owner and mode of UNIX sockets, and the user it runs as.
 
-Rule: imports nothing of the package but ``config``, ``settings``, ``errors`` and
-``server.sockets``; no asyncio. The command line calls these in order: the env file, the
-settings from the environment, ``--chdir``, ``--pythonpath``; then, once the logs are
-open, :func:`drop_privileges` (which binds the sockets first, as root, and hands them on
-as ``fd://`` addresses), and the pid file once the server listens.
+Rule: imports nothing of the package but ``config``, ``settings``, ``errors``,
+``server.sockets`` and ``daemon.launch`` (who a user is); no asyncio. The command line
+calls these in order: the env file, the settings from the environment, ``--chdir``,
+``--pythonpath``; then, once the logs are open, :func:`drop_privileges` (which binds
+the sockets first, as root, and hands them on as ``fd://`` addresses), and the pid file
+once the server listens (before the drop, with ``--user``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from asyncwsgi.config import Config
+from asyncwsgi.daemon.launch import user_ids
 from asyncwsgi.errors import ConfigError
 from asyncwsgi.server.sockets import open_socket
 from asyncwsgi.settings import BindAddress, Entry, Flag, table
@@ -134,21 +136,11 @@ def add_python_path(folders: Iterable[str]) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([*absolute, *([inherited] if inherited else [])])
 
 
-def _ids(user: str, group: str) -> tuple[int, int, str]:
-    import grp
-    import pwd
-
+def _ids(option: str, user: str, group: str) -> tuple[int, int]:
     try:
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError(f"--user {user}: no such user") from None
-    gid = entry.pw_gid
-    if group:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(f"--group {group}: no such group") from None
-    return entry.pw_uid, gid, entry.pw_name
+        return user_ids(user, group)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 def drop_privileges(config: Config) -> Config:
@@ -159,7 +151,9 @@ def drop_privileges(config: Config) -> Config:
     user, _, group = config.server_user.partition(":")
     if not user:
         return config
-    uid, gid, name = _ids(user, group)
+    uid, gid = _ids("--user", user, group)
+    if gid < 0:
+        gid = os.getgid()  # a bare uid with no group given
     if os.geteuid() != 0:
         if uid == os.geteuid() and gid == os.getegid():
             return config
@@ -172,12 +166,17 @@ def drop_privileges(config: Config) -> Config:
     for path in (config.access_logfile, config.error_logfile):
         if path not in ("", "-"):
             os.chown(path, uid, gid)
-    os.setgroups(os.getgrouplist(name, gid))
-    os.setgid(gid)
-    os.setuid(uid)
     import pwd
 
-    os.environ.update(USER=name, LOGNAME=name, HOME=pwd.getpwuid(uid).pw_dir)
+    try:
+        entry: pwd.struct_passwd | None = pwd.getpwuid(uid)
+    except KeyError:  # a bare uid: no supplementary groups, no home
+        entry = None
+    os.setgroups(os.getgrouplist(entry.pw_name, gid) if entry is not None else [gid])
+    os.setgid(gid)
+    os.setuid(uid)
+    if entry is not None:
+        os.environ.update(USER=entry.pw_name, LOGNAME=entry.pw_name, HOME=entry.pw_dir)
     os.environ.pop("XDG_RUNTIME_DIR", None)  # root's: the control socket goes elsewhere
     return config.replace(bind=binds)
 
@@ -199,9 +198,7 @@ def restrict_unix_socket(path: str, config: Config) -> None:
         os.chmod(path, int(config.socket_mode, 8))
     if config.socket_owner:
         user, _, group = config.socket_owner.partition(":")
-        uid, gid, _ = _ids(user, group) if user else (-1, -1, "")
-        if not user and group:
-            uid, gid, _ = -1, _ids(str(os.geteuid()), group)[1], ""
+        uid, gid = _ids("--socket-owner", user, group)
         try:
             os.chown(path, uid, gid)
         except PermissionError:

@@ -24,7 +24,7 @@ from asyncwsgi.http.state import ApplicationRunner
 from asyncwsgi.scripts.loader import is_script_path, load_target
 from asyncwsgi.scripts.reloader import ScriptSource, StaticSource
 from asyncwsgi.sites.runner import SiteRunner
-from asyncwsgi.static.mount import StaticFront, check_folder
+from asyncwsgi.static.mount import StaticFront, check_folder, mount_path
 from asyncwsgi.wsgi.pool import ThreadPool
 from asyncwsgi.wsgi.proxy import trust_for
 from asyncwsgi.wsgi.runner import WSGIRunner
@@ -136,7 +136,9 @@ def make_runner(config: Config) -> Runner:
     ``ScriptLoadError`` here, before anything listens (and a ``--static`` folder that
     cannot be served ``ConfigError``)."""
     folders = [
-        check_folder(*spec.partition("=")[::2], f"--static {spec}") for spec in config.static
+        (mount_path(url), *check_folder(folder, f"--static {spec}"))
+        for spec in config.static
+        for url, _, folder in [spec.partition("=")]
     ]
     runner = _app_runner(config)
     return StaticFront(runner, folders) if folders else runner

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncwsgi.config import Config, ProcessSettings
-from asyncwsgi.processes import REPORT_INTERVAL, Child, ChildState, ProcessGroup, report
+from asyncwsgi.processes import REPORT_INTERVAL, Child, ProcessGroup, report
 from asyncwsgi.processes.affinity import CORES, CPU_ENV
 from asyncwsgi.processes.dumps import collect, make_dump_dir, remove_dump_dir
 from asyncwsgi.scripts.changes import ChangeWatcher, changed_reason, script_folder
@@ -172,10 +172,8 @@ class Supervisor(Host):
 
     def reopen_children(self) -> None:
         """Each copy reopens its own log files (a copy is a whole server)."""
-        for child in self.group.children if self.group is not None else []:
-            if child.process is not None and child.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signal.SIGUSR1)
+        if self.group is not None:
+            self.group.signal_all(signal.SIGUSR1)
 
     def restarts(self, reason: str) -> dict[str, Callable[[], None]]:
         def every_copy() -> None:
@@ -283,10 +281,7 @@ class Supervisor(Host):
 
     def send_all(self, signum: int) -> None:
         assert self.group is not None
-        for child in self.group.children:
-            if child.process is not None and child.state is not ChildState.EXITED:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signum)
+        self.group.signal_all(signum)
 
     async def abandon(self) -> None:
         await self.shutdown()

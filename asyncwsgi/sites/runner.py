@@ -281,7 +281,7 @@ class SiteRunner:
     def _statics(self, aliases: tuple[StaticAlias, ...]) -> list[tuple[str, _Target]]:
         found: list[tuple[str, _Target]] = []
         for alias in aliases:
-            _, real, is_file = check_folder("/", alias.folder, f"{alias.origin}: Alias")
+            real, is_file = check_folder(alias.folder, f"{alias.origin}: Alias")
             mount = StaticMount(alias.path, real, self.pool, is_file=is_file)
             self.statics.append(mount)
             found.append((alias.path, mount))

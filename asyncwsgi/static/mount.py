@@ -37,11 +37,9 @@ STATIC_THREADS = 4  # the worker threads of a server's static mounts, and up to 
 STATIC_MAX_THREADS = 64  # ... this many while clients are slow to take the bytes
 
 
-def check_folder(url: str, folder: str, where: str) -> tuple[str, str, bool]:
-    """(the mount path without a trailing slash, the folder or file as an absolute path,
-    whether it is one file); ``ConfigError`` naming ``where`` when it cannot be served."""
-    if not url.startswith("/"):
-        raise ConfigError(f"{where}: the URL path {url!r} must start with '/'")
+def check_folder(folder: str, where: str) -> tuple[str, bool]:
+    """(the folder or file as an absolute path, whether it is one file); ``ConfigError``
+    naming ``where`` when it cannot be served."""
     absolute = os.path.abspath(folder)
     if os.path.isdir(absolute):
         is_file = False
@@ -51,10 +49,14 @@ def check_folder(url: str, folder: str, where: str) -> tuple[str, str, bool]:
         raise ConfigError(f"{where}: {folder!r} is not a folder or a file")
     if not os.access(absolute, os.R_OK):
         raise ConfigError(f"{where}: {folder!r} cannot be read by this user")
-    path = url.rstrip("/").encode("utf-8").decode("latin-1")
     # Kept as given (made absolute): a symlink in it is followed anew on each request,
     # as Apache does, so "static -> release-N/static" can move under a running server.
-    return path, absolute, is_file
+    return absolute, is_file
+
+
+def mount_path(url: str) -> str:
+    """A URL path as mounts keep it: PEP 3333 text, no trailing slash ("" for "/")."""
+    return url.rstrip("/").encode("utf-8").decode("latin-1")
 
 
 # Files up to this size are read and answered on the event loop (from the page cache, as
@@ -215,7 +217,8 @@ class StaticFront:
     every other request goes to the application."""
 
     def __init__(self, inner: _Runner, folders: Sequence[tuple[str, str, bool]]) -> None:
-        """``folders``: what :func:`check_folder` gave for each mount."""
+        """``folders``: each mount's path (:func:`mount_path`), then what
+        :func:`check_folder` gave for it."""
         self.inner = inner
         self.pool = ThreadPool(
             STATIC_THREADS, max_threads=STATIC_MAX_THREADS, name="asyncwsgi-static"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ROOT, ServerProcess, notifications
 
 DEPLOY = ROOT / "examples" / "deploy"
 
@@ -36,19 +36,6 @@ def unit() -> configparser.ConfigParser:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read(DEPLOY / "asyncwsgi.service")
     return parser
-
-
-def notifications(sock: socket.socket, until: str, timeout: float = 20) -> list[str]:
-    found: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-        if found[-1].startswith(until):
-            return found
-    raise AssertionError(f"no {until!r} in {found}")
 
 
 def local_args(args: list[str], tmp_path: Path) -> list[str]:

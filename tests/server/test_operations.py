@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, notifications
 
 APP = """\
 def application(environ, start_response):
@@ -158,19 +158,6 @@ def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
     sock.close()
 
 
-def messages(sock: socket.socket, until: str, timeout: float = 15) -> list[str]:
-    found: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-        if any(until in m for m in found):
-            return found
-    raise AssertionError(f"no {until!r} in {found}")
-
-
 def test_systemd_notify_ready_status_watchdog_and_stopping(
     tmp_path: Path, app: Path, notify_socket: socket.socket
 ) -> None:
@@ -179,10 +166,10 @@ def test_systemd_notify_ready_status_watchdog_and_stopping(
         tmp_path, "--mode", "daemon", "--processes", "1", "--shutdown-delay", "1", env=env
     )
     try:
-        first = messages(notify_socket, "READY=1")
+        first = notifications(notify_socket, "READY=1")
         assert first[-1] == "READY=1", "READY once the group is ready and the sockets listen"
-        assert "serving on http://127.0.0.1:" in messages(notify_socket, "STATUS=")[-1]
-        pings = [m for m in messages(notify_socket, "WATCHDOG=1") if m == "WATCHDOG=1"]
+        assert "serving on http://127.0.0.1:" in notifications(notify_socket, "STATUS=")[-1]
+        pings = [m for m in notifications(notify_socket, "WATCHDOG=1") if m == "WATCHDOG=1"]
         more = []
         deadline = time.monotonic() + 0.6
         while time.monotonic() < deadline:
@@ -192,8 +179,10 @@ def test_systemd_notify_ready_status_watchdog_and_stopping(
                 break
         assert len(pings) + more.count("WATCHDOG=1") >= 4, "a ping each 0.1 s"
         server.signal(signal.SIGTERM)
-        stopping = messages(notify_socket, "STOPPING=1")
-        assert any(m.startswith("STATUS=draining") for m in messages(notify_socket, "draining"))
+        stopping = notifications(notify_socket, "STOPPING=1")
+        assert any(
+            m.startswith("STATUS=draining") for m in notifications(notify_socket, "STATUS=draining")
+        )
         assert "STOPPING=1" in stopping
         assert server.proc.wait(15) == 0
     finally:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from asyncwsgi.daemon import launch
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ServerProcess, run_cli
 
 APP = """\
 import json, os
@@ -41,20 +41,6 @@ def site(tmp_path: Path) -> Path:
     (tmp_path / "srv" / "lib").mkdir()
     (tmp_path / "srv" / "lib" / "helper_module.py").write_text("NAME = 'from --pythonpath'\n")
     return tmp_path / "srv"
-
-
-def run_cli(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "asyncwsgi", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def shown(output: str, flag: str) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import httpx
 import pytest
 
 from asyncwsgi.control import send_command
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ROOT, ServerProcess, run_cli
 
 SCRIPT = """\
 import os
@@ -228,18 +226,6 @@ def test_daemon_group_title_and_control_command(site: Site) -> None:
     answer = send_command(str(site.control), ["reload", "nope"])
     assert answer.startswith("error no process group named 'nope'")
     assert "embedded" in answer and "shop" in answer
-
-
-def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "asyncwsgi", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_check_config_prints_effective_settings_and_their_origins(tmp_path: Path) -> None:
